@@ -1,0 +1,33 @@
+import torch
+
+from agents.networks import Actor, QEnsemble
+
+
+def test_critic_ensemble_shapes_and_independent_members():
+    torch.manual_seed(0)
+    critic = QEnsemble(obs_dim=5, act_dim=2, hidden_sizes=(16, 16), num_critics=3)
+    q = critic(torch.randn(7, 5), torch.rand(7, 2))
+    assert q.shape == (3, 7)
+    assert not torch.allclose(q[0], q[1])
+
+
+def test_ensemble_member_equals_a_plain_mlp_with_its_weights():
+    torch.manual_seed(0)
+    critic = QEnsemble(obs_dim=4, act_dim=1, hidden_sizes=(8,), num_critics=2)
+    obs, act = torch.randn(5, 4), torch.rand(5, 1)
+    x = torch.cat([obs, act], -1)
+    w0, b0 = critic.layers[0].weight[1], critic.layers[0].bias[1]
+    w1, b1 = critic.layers[1].weight[1], critic.layers[1].bias[1]
+    expected = (torch.relu(x @ w0 + b0) @ w1 + b1).squeeze(-1)
+    torch.testing.assert_close(critic(obs, act)[1], expected)
+
+
+def test_actor_log_std_stays_within_bounds():
+    actor = Actor(obs_dim=3, act_dim=2, hidden_sizes=(16,), log_std_min=-5.0, log_std_max=2.0)
+    with torch.no_grad():
+        actor.head.bias.fill_(1e4)
+    dist = actor(torch.randn(4, 3))
+    assert dist.scale.log().max() <= 2.0 + 1e-5
+    with torch.no_grad():
+        actor.head.bias.fill_(-1e4)
+    assert actor(torch.randn(4, 3)).scale.log().min() >= -5.0 - 1e-5
