@@ -1,0 +1,45 @@
+"""A circular replay buffer of pre-allocated tensors on the training device."""
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+
+class Batch(NamedTuple):
+    obs: torch.Tensor  # (B, O)
+    action: torch.Tensor  # (B, A), in [-1, 1]
+    reward: torch.Tensor  # (B,)
+    next_obs: torch.Tensor  # (B, O): the true next observation, also at a time-limit truncation
+    terminated: torch.Tensor  # (B,): 1.0 only at a true terminal state, where bootstrapping stops
+
+
+class ReplayBuffer:
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device, seed: int = 0):
+        self.capacity, self.device = capacity, device
+        # empty, not zeros: rows are written before they are read, and untouched pages cost no memory.
+        self.obs = torch.empty((capacity, obs_dim), dtype=torch.float32, device=device)
+        self.action = torch.empty((capacity, act_dim), dtype=torch.float32, device=device)
+        self.reward = torch.empty((capacity,), dtype=torch.float32, device=device)
+        self.next_obs = torch.empty((capacity, obs_dim), dtype=torch.float32, device=device)
+        self.terminated = torch.empty((capacity,), dtype=torch.float32, device=device)
+        self.pos, self.size = 0, 0
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, next_obs: np.ndarray,
+            terminated: np.ndarray) -> None:
+        """Store N transitions (leading dimension N of every argument)."""
+        n = len(obs)
+        idx = torch.arange(self.pos, self.pos + n, device=self.device) % self.capacity
+        for store, value in ((self.obs, obs), (self.action, action), (self.reward, reward),
+                             (self.next_obs, next_obs), (self.terminated, terminated)):
+            store[idx] = torch.as_tensor(np.asarray(value), dtype=torch.float32).to(self.device)
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int) -> Batch:
+        idx = torch.randint(0, self.size, (batch_size,), device=self.device, generator=self.generator)
+        return Batch(self.obs[idx], self.action[idx], self.reward[idx], self.next_obs[idx], self.terminated[idx])

@@ -1,0 +1,122 @@
+"""Soft Actor-Critic: its three losses as pure functions, and the agent that owns networks and optimizers.
+
+The actor is trained by the pathwise gradient: a = tanh(mu + sigma * eps) is sampled with rsample(), so the
+actor loss alpha * log pi(a|s) - min_i Q_i(s, a) backpropagates through the action into mu and sigma.
+"""
+
+import copy
+
+import torch
+from torch.func import functional_call
+
+from agents.config import SACConfig
+from agents.networks import Actor, QEnsemble
+from agents.replay_buffer import Batch
+
+
+def critic_loss(batch: Batch, actor: Actor, critic: QEnsemble, critic_target: QEnsemble,
+                alpha: torch.Tensor, gamma: float) -> tuple[torch.Tensor, dict]:
+    with torch.no_grad():
+        next_action, next_log_prob = actor(batch.next_obs).rsample_and_log_prob()  # (B, A), (B,)
+        next_q = critic_target(batch.next_obs, next_action).min(dim=0).values  # (B,) clipped double Q
+        # Only a true terminal state stops bootstrapping; a time-limit truncation is stored with terminated=0.
+        q_target = batch.reward + gamma * (1.0 - batch.terminated) * (next_q - alpha * next_log_prob)  # (B,)
+    q = critic(batch.obs, batch.action)  # (E, B)
+    loss = 0.5 * (q - q_target).square().mean(dim=1).sum()
+    return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
+
+
+def actor_loss(obs: torch.Tensor, actor: Actor, q_fn, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """`q_fn(obs, action) -> (E, B)`. Returns the loss, the detached log-probs (for the temperature) and info."""
+    dist = actor(obs)
+    action, log_prob = dist.rsample_and_log_prob()  # (B, A), (B,): differentiable in the actor's parameters
+    q = q_fn(obs, action).min(dim=0).values  # (B,)
+    loss = (alpha * log_prob - q).mean()
+    log_prob = log_prob.detach()
+    return loss, log_prob, {"actor_loss": loss.detach(), "entropy": -log_prob.mean(),
+                            "log_std": dist.scale.detach().log().mean()}
+
+
+def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
+    # J(alpha) = E[-alpha * (log pi + target_entropy)] (Haarnoja et al. 2018b, eq. 18): alpha grows while the
+    # policy's entropy is below the target and shrinks while it is above.
+    return -(log_alpha.exp() * (log_prob + target_entropy)).mean()
+
+
+class SAC:
+    name = "sac"
+
+    def __init__(self, obs_dim: int, act_dim: int, config: SACConfig, device: torch.device):
+        self.config, self.device = config, device
+        self.actor = Actor(obs_dim, act_dim, config.hidden_sizes, config.log_std_min, config.log_std_max).to(device)
+        self.critic = QEnsemble(obs_dim, act_dim, config.hidden_sizes, config.num_critics).to(device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.target_entropy = float(-act_dim if config.target_entropy is None else config.target_entropy)
+        self.autotune = config.alpha is None
+        alpha = config.init_alpha if self.autotune else config.alpha
+        self.log_alpha = torch.tensor(float(alpha), device=device).log().requires_grad_(self.autotune)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.alpha_lr) if self.autotune else None
+        self._params = list(self.critic.parameters())
+        self._target_params = list(self.critic_target.parameters())
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.detach().exp()
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        dist = self.actor(obs)
+        return dist.mode if deterministic else dist.sample()
+
+    def _frozen_critic(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        # The actor loss needs dQ/da, not dQ/dtheta: detached critic weights skip the weight-gradient matmuls.
+        params = {name: p.detach() for name, p in self.critic.named_parameters()}
+        return functional_call(self.critic, params, (obs, action))
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One gradient step on critics, actor and temperature, then the Polyak step. Returns detached tensors."""
+        alpha = self.alpha
+        loss_q, info = critic_loss(batch, self.actor, self.critic, self.critic_target, alpha, self.config.gamma)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        loss_q.backward()
+        self.critic_optimizer.step()
+
+        loss_pi, log_prob, actor_info = actor_loss(batch.obs, self.actor, self._frozen_critic, alpha)
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        loss_pi.backward()
+        self.actor_optimizer.step()
+        info.update(actor_info)
+
+        if self.autotune:
+            loss_alpha = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
+            self.alpha_optimizer.zero_grad(set_to_none=True)
+            loss_alpha.backward()
+            self.alpha_optimizer.step()
+            info["alpha_loss"] = loss_alpha.detach()
+
+        with torch.no_grad():
+            torch._foreach_lerp_(self._target_params, self._params, self.config.tau)
+        info["alpha"] = self.alpha
+        return info
+
+    def state_dict(self) -> dict:
+        state = {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+                 "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
+                 "actor_optimizer": self.actor_optimizer.state_dict(),
+                 "critic_optimizer": self.critic_optimizer.state_dict()}
+        if self.alpha_optimizer is not None:
+            state["alpha_optimizer"] = self.alpha_optimizer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        if self.alpha_optimizer is not None:
+            self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])

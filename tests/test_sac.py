@@ -1,0 +1,113 @@
+import io
+
+import pytest
+import torch
+
+from agents.config import SACConfig
+from agents.replay_buffer import Batch
+from agents.sac import SAC, actor_loss, critic_loss
+
+OBS, ACT, B = 3, 2, 64
+
+
+def make_batch(seed=0, terminated=None):
+    g = torch.Generator().manual_seed(seed)
+    term = torch.zeros(B) if terminated is None else terminated
+    return Batch(torch.randn(B, OBS, generator=g), torch.rand(B, ACT, generator=g) * 2 - 1,
+                 torch.randn(B, generator=g), torch.randn(B, OBS, generator=g), term)
+
+
+def make_agent(**kw):
+    torch.manual_seed(0)
+    return SAC(OBS, ACT, SACConfig(hidden_sizes=(32, 32), **kw), torch.device("cpu"))
+
+
+def flat(module):
+    return torch.cat([p.detach().flatten() for p in module.parameters()])
+
+
+def test_one_update_gives_finite_losses_and_moves_actor_and_critics():
+    agent = make_agent()
+    actor0, critic0 = flat(agent.actor).clone(), flat(agent.critic).clone()
+    info = agent.update(make_batch())
+    for key in ("critic_loss", "actor_loss", "alpha", "entropy", "q_mean", "alpha_loss", "log_std"):
+        assert torch.isfinite(info[key]) and not info[key].requires_grad, key
+    assert not torch.equal(flat(agent.actor), actor0)
+    assert not torch.equal(flat(agent.critic), critic0)
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.005, 1.0])
+def test_target_critics_move_by_tau_towards_the_critics(tau):
+    agent = make_agent(tau=tau)
+    target0 = flat(agent.critic_target).clone()
+    agent.update(make_batch())
+    expected = target0 + tau * (flat(agent.critic) - target0)
+    torch.testing.assert_close(flat(agent.critic_target), expected)
+    if tau == 0.0:
+        assert torch.equal(flat(agent.critic_target), target0)
+    if tau == 1.0:
+        torch.testing.assert_close(flat(agent.critic_target), flat(agent.critic))
+
+
+def test_actor_loss_reaches_the_actor_through_the_action_but_not_the_critic_weights():
+    agent = make_agent()
+    obs = make_batch().obs
+    loss, _, _ = actor_loss(obs, agent.actor, agent._frozen_critic, agent.alpha)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.actor.parameters())
+    assert all(p.grad is None for p in agent.critic.parameters())
+    # The same loss through the live critic would have filled the critic's gradients.
+    loss, _, _ = actor_loss(obs, agent.actor, agent.critic, agent.alpha)
+    loss.backward()
+    assert all(p.grad is not None for p in agent.critic.parameters())
+
+
+@pytest.mark.parametrize("target_entropy, direction", [(-100.0, -1), (100.0, +1)])
+def test_temperature_moves_towards_the_target_entropy(target_entropy, direction):
+    agent = make_agent(target_entropy=target_entropy, init_alpha=0.5)
+    before = agent.alpha.item()
+    agent.update(make_batch())
+    assert (agent.alpha.item() - before) * direction > 0
+
+
+def test_default_target_entropy_is_minus_action_dim_and_fixed_alpha_stays_fixed():
+    assert make_agent().target_entropy == -ACT
+    agent = make_agent(alpha=0.1)
+    agent.update(make_batch())
+    assert agent.alpha.item() == pytest.approx(0.1) and agent.alpha_optimizer is None
+    assert make_agent(alpha=0.0).update(make_batch())["alpha"].item() == 0.0
+
+
+def test_bootstrapping_stops_only_at_terminal_states():
+    agent = make_agent(alpha=0.0)
+    with torch.no_grad():  # every target critic outputs 3.0
+        for layer in agent.critic_target.layers:
+            layer.weight.zero_()
+            layer.bias.zero_()
+        agent.critic_target.layers[-1].bias.fill_(3.0)
+    terminated = torch.tensor([1.0, 0.0] * (B // 2))
+    batch = make_batch(terminated=terminated)
+
+    def zero_critic(obs, action):
+        return torch.zeros(2, len(obs))
+
+    loss, _ = critic_loss(batch, agent.actor, zero_critic, agent.critic_target, agent.alpha, gamma=0.5)
+    # With Q = 0 the loss is 0.5 * E * mean(q_target^2), and q_target = r + 0.5 * 3 unless terminated.
+    q_target = batch.reward + 0.5 * 3.0 * (1 - terminated)
+    torch.testing.assert_close(loss, 0.5 * 2 * q_target.square().mean())
+
+
+def test_state_dict_round_trip_restores_identical_behaviour():
+    agent = make_agent()
+    agent.update(make_batch(0))
+    file = io.BytesIO()
+    torch.save(agent.state_dict(), file)
+    file.seek(0)
+    clone = make_agent(init_alpha=0.3)
+    clone.load_state_dict(torch.load(file, weights_only=True))
+    torch.manual_seed(5)
+    a = agent.update(make_batch(1))
+    torch.manual_seed(5)
+    b = clone.update(make_batch(1))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
