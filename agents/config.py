@@ -1,0 +1,302 @@
+"""The run's configuration: a frozen dataclass tree, its YAML form, and the layering of presets and overrides.
+
+Layers, each overriding the one before: the defaults below, `configs/<EnvId>.yaml`, a `--config FILE`, flags.
+"""
+
+import ast
+import dataclasses
+import difflib
+import inspect
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from agents.errors import UserError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise UserError(message)
+
+
+@dataclass(frozen=True)
+class SACConfig:
+    """Soft Actor-Critic (Haarnoja et al. 2018) hyperparameters."""
+
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor and of each critic, e.g. 256 256."""
+    num_critics: int = 2
+    """Q networks in the critic ensemble; the target takes their minimum (clipped double Q)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak step of the target critics towards the critics after each update (1 copies them)."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the actor."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics."""
+    alpha_lr: float = 3e-4
+    """Adam learning rate of the entropy temperature."""
+    alpha: float | None = None
+    """A fixed entropy temperature; none (the default) tunes it towards target-entropy."""
+    init_alpha: float = 1.0
+    """Initial entropy temperature when it is tuned."""
+    target_entropy: float | None = None
+    """Entropy the temperature is tuned towards; none means -action_dim."""
+    log_std_min: float = -5.0
+    """Lower bound of the actor's log standard deviation."""
+    log_std_max: float = 2.0
+    """Upper bound of the actor's log standard deviation."""
+
+    def __post_init__(self):
+        _check(len(self.hidden_sizes) > 0 and all(w > 0 for w in self.hidden_sizes),
+               f"hidden_sizes must be one or more positive widths, got {list(self.hidden_sizes)}.")
+        _check(self.num_critics >= 1, f"num_critics must be at least 1, got {self.num_critics}.")
+        _check(0.0 <= self.gamma <= 1.0, f"gamma must lie in [0, 1], got {self.gamma}.")
+        _check(0.0 <= self.tau <= 1.0, f"tau must lie in [0, 1], got {self.tau}.")
+        for name in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha"):
+            _check(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}.")
+        _check(self.alpha is None or self.alpha >= 0, f"alpha must be non-negative, got {self.alpha}.")
+        _check(self.log_std_min < self.log_std_max,
+               f"log_std_min must be below log_std_max, got {self.log_std_min} and {self.log_std_max}.")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a training run needs; saved with the run as config.yaml."""
+
+    env: str = "Pendulum-v1"
+    """Gymnasium environment id with a continuous (Box) action space."""
+    seed: int = 1
+    """Seeds torch, numpy and the environments."""
+    total_steps: int = 1_000_000
+    """Environment steps to train for."""
+    learning_starts: int = 5_000
+    """Environment steps of uniformly random actions before the first update."""
+    batch_size: int = 256
+    """Transitions per gradient update."""
+    buffer_size: int = 1_000_000
+    """Replay buffer capacity in transitions."""
+    updates_per_step: int = 1
+    """Gradient updates after each call of env.step (which steps all num-envs environments)."""
+    num_envs: int = 1
+    """Environments stepped together."""
+    eval_every: int = 10_000
+    """Environment steps between deterministic evaluations; 0 disables them."""
+    eval_episodes: int = 10
+    """Episodes per evaluation, including the final one; 0 skips the final evaluation."""
+    checkpoint_every: int = 100_000
+    """Environment steps between checkpoints; 0 writes only the final one."""
+    log_every: int = 1_000
+    """Environment steps between metric logs and progress lines."""
+    device: str = "auto"
+    """auto, cpu, cuda or cuda:N; auto picks CUDA when present."""
+    threads: int = 0
+    """CPU threads for torch; 0 keeps torch's default."""
+    run_dir: str | None = None
+    """Folder of this run; none means runs/<env>__sac__s<seed>__<time>."""
+    wandb: Literal["online", "offline", "disabled"] | None = None
+    """online, offline or disabled; none means online when logged in to wandb, offline otherwise."""
+    sac: SACConfig = field(default_factory=SACConfig)
+
+    def __post_init__(self):
+        for name in ("total_steps", "batch_size", "buffer_size", "updates_per_step", "num_envs", "log_every"):
+            _check(getattr(self, name) > 0, f"{name} must be a positive integer, got {getattr(self, name)}.")
+        for name in ("learning_starts", "eval_every", "eval_episodes", "checkpoint_every", "threads"):
+            _check(getattr(self, name) >= 0, f"{name} must be zero or positive, got {getattr(self, name)}.")
+        _check(self.batch_size <= self.buffer_size,
+               f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size}).")
+        _check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+               f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}.")
+
+
+# ---- reflection over the tree -------------------------------------------------------------------------
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring written under each field of a dataclass."""
+    tree = ast.parse(inspect.getsource(cls)).body[0]
+    docs, body = {}, tree.body
+    for stmt, following in zip(body, body[1:]):
+        if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+                and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)):
+            docs[stmt.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+def _is_section(tp: Any) -> bool:
+    return dataclasses.is_dataclass(tp)
+
+
+def leaf_fields(cls: type = Config, prefix: tuple[str, ...] = ()):
+    """(path, type, default, doc) for every non-section field of the tree, depth first."""
+    hints, docs = typing.get_type_hints(cls), field_docs(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if _is_section(tp):
+            yield from leaf_fields(tp, prefix + (f.name,))
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            yield prefix + (f.name,), tp, default, docs.get(f.name, "")
+
+
+# ---- values ----------------------------------------------------------------------------------------
+
+
+def _describe(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, args))
+    if origin is tuple:
+        return f"a list of {_describe(args[0])}s"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+            type(None): "none"}.get(tp, str(tp))
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """`value` (from YAML, or a string from the command line) as type `tp`; a UserError names `key` if it isn't."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    try:
+        if origin in (typing.Union, types.UnionType):
+            if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+                if type(None) in args:
+                    return None
+            inner = [a for a in args if a is not type(None)]
+            try:
+                return coerce(value, inner[0], key)
+            except UserError:
+                raise ValueError from None
+        if origin is Literal:
+            if value in args:
+                return value
+            raise ValueError
+        if origin is tuple:
+            if isinstance(value, str):
+                value = value.split()
+            if not isinstance(value, (list, tuple)):
+                raise ValueError
+            return tuple(coerce(v, args[0], key) for v in value)
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+                return value.lower() in ("true", "yes", "1")
+            raise ValueError
+        if tp is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, str):
+                value = float(value) if any(c in value for c in ".eE") else int(value)
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if isinstance(value, int):
+                return value
+            raise ValueError
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if tp is str:
+            if isinstance(value, str):
+                return value
+            raise ValueError
+    except (ValueError, TypeError):
+        pass
+    raise UserError(f"{key} must be {_describe(tp)}, got {value!r}.")
+
+
+# ---- dicts, YAML and layering -------------------------------------------------------------------------
+
+
+def _suggest(key: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
+    return f"; did you mean '{close[0]}'?" if close else f"; valid keys are: {', '.join(sorted(candidates))}."
+
+
+def from_dict(data: dict, source: str, cls: type = Config, prefix: str = ""):
+    """Build `cls` from a nested dict, naming `source` and the closest valid key when a key is unknown."""
+    hints = typing.get_type_hints(cls)
+    all_paths = [".".join(p) for p, *_ in leaf_fields(Config)]
+    kwargs = {}
+    for key, value in data.items():
+        dotted = prefix + str(key)
+        if key not in hints:
+            raise UserError(f"unknown key '{dotted}' in {source}{_suggest(dotted, all_paths)}")
+        if _is_section(hints[key]):
+            if not isinstance(value, dict):
+                raise UserError(f"'{dotted}' in {source} must be a section of keys, got {value!r}.")
+            kwargs[key] = from_dict(value, source, hints[key], dotted + ".")
+        else:
+            kwargs[key] = coerce(value, hints[key], f"{dotted} in {source}")
+    return cls(**kwargs)
+
+
+def to_dict(config) -> dict:
+    """The config as plain nested dicts, lists and scalars (for YAML, checkpoints and wandb)."""
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"config file {path} is not valid YAML{where}: {getattr(e, 'problem', e)}.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping of keys to values, not {type(data).__name__}.")
+    return data
+
+
+def merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def preset_path(env_id: str) -> Path:
+    return CONFIG_DIR / f"{env_id}.yaml"
+
+
+def resolve(overrides: dict, config_file: str | None = None) -> Config:
+    """Defaults <- the env's preset <- `config_file` <- `overrides` (a nested dict, typically from flags)."""
+    user = load_yaml(config_file) if config_file else {}
+    env_id = overrides.get("env") or user.get("env") or Config.env
+    layers = []
+    if preset_path(env_id).is_file():
+        layers.append((load_yaml(preset_path(env_id)), str(preset_path(env_id))))
+    if config_file:
+        layers.append((user, str(config_file)))
+    layers.append((overrides, "the command line"))
+    merged: dict = {}
+    for data, source in layers:
+        from_dict(data, source)  # reports a bad key against the file it came from
+        merged = merge(merged, data)
+    return from_dict(merged, "the merged configuration")
+
+
+def save_yaml(config: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
