@@ -1,0 +1,62 @@
+"""Gymnasium env construction: id and space checks, the [-1, 1] action rescaling, the pinned autoreset mode."""
+
+import difflib
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.wrappers import FlattenObservation, RescaleAction
+
+from agents.errors import UserError
+
+# SAME_STEP: when a sub-env's episode ends, step() already returns its reset observation and puts the true
+# final observation in info["final_obs"]; every transition can then be stored, none spans a reset.
+AUTORESET_MODE = AutoresetMode.SAME_STEP
+
+
+def _gym_make(env_id: str, **kwargs) -> gym.Env:
+    if ":" not in env_id and env_id not in gym.registry:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see gymnasium.pprint_registry() for the ids."
+        raise UserError(f"unknown environment '{env_id}'{hint}")
+    try:
+        return gym.make(env_id, **kwargs)
+    except gym.error.DependencyNotInstalled as e:
+        raise UserError(f"environment '{env_id}' needs a package that is not installed: {e}") from None
+    except (gym.error.Error, ImportError, ModuleNotFoundError) as e:
+        raise UserError(f"cannot make environment '{env_id}': {e}") from None
+
+
+def _check_spaces(env_id: str, env: gym.Env) -> None:
+    act = env.action_space
+    if not isinstance(act, gym.spaces.Box):
+        raise UserError(f"environment '{env_id}' has a {type(act).__name__} action space; pathwise agents need "
+                        "a continuous Box action space (for example Pendulum-v1 or HalfCheetah-v5).")
+    if not (np.all(np.isfinite(act.low)) and np.all(np.isfinite(act.high))):
+        raise UserError(f"environment '{env_id}' has an unbounded action space; the agent acts in [-1, 1] and "
+                        "needs finite bounds to rescale its actions to.")
+    if not isinstance(env.observation_space, gym.spaces.Box):
+        raise UserError(f"environment '{env_id}' has a {type(env.observation_space).__name__} observation space; "
+                        "only Box observations are supported.")
+
+
+def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
+    """One environment whose action space is Box(-1, 1) and whose observations are flat."""
+    env = _gym_make(env_id, **({"render_mode": render_mode} if render_mode else {}))
+    _check_spaces(env_id, env)
+    if len(env.observation_space.shape) != 1:
+        env = FlattenObservation(env)
+    shape = env.action_space.shape
+    return RescaleAction(env, np.full(shape, -1.0, np.float32), np.full(shape, 1.0, np.float32))
+
+
+def make_vector_env(env_id: str, num_envs: int) -> SyncVectorEnv:
+    return SyncVectorEnv([lambda: make_env(env_id)] * num_envs, autoreset_mode=AUTORESET_MODE)
+
+
+def space_signature(env: gym.Env) -> dict:
+    """A made env's spaces as plain data: what a checkpoint records to recognise a compatible env later."""
+    original = env.unwrapped.action_space
+    return {"obs_dim": int(env.observation_space.shape[0]),
+            "action_low": original.low.astype(float).tolist(),
+            "action_high": original.high.astype(float).tolist()}

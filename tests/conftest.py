@@ -1,0 +1,27 @@
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import toy_envs  # noqa: E402
+
+toy_envs.register()
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """Keyword overrides for a run that finishes in seconds and really updates (learning starts early)."""
+    def make(**overrides):
+        from agents.config import Config, SACConfig
+        sac = SACConfig(**{"hidden_sizes": (32, 32), **overrides.pop("sac", {})})
+        base = dict(env="Pendulum-v1", total_steps=300, learning_starts=100, batch_size=32, buffer_size=10_000,
+                    eval_every=0, eval_episodes=1, log_every=100, wandb="disabled", threads=1,
+                    run_dir=str(tmp_path / "run"), sac=sac)
+        return Config(**{**base, **overrides})
+    return make

@@ -1,0 +1,33 @@
+import numpy as np
+import pytest
+
+from agents.errors import UserError
+from envs import make_env, make_vector_env
+
+
+def test_agent_actions_in_unit_box_reach_the_env_bounds():
+    env = make_env("CounterTerminates-v0")  # its own bounds: [-3, 5]
+    assert env.action_space.low.tolist() == [-1, -1] and env.action_space.high.tolist() == [1, 1]
+    assert env.unwrapped.action_space.low.tolist() == [-3, -3]
+    env.reset(seed=0)
+    env.step(np.array([1.0, -1.0], np.float32))  # the Counter asserts the action is inside [-3, 5]
+
+
+def test_unknown_env_id_names_close_ids():
+    with pytest.raises(UserError, match="did you mean.*Pendulum-v1"):
+        make_env("Pendulm-v1")
+
+
+def test_discrete_action_space_is_refused():
+    with pytest.raises(UserError, match="Discrete action space.*continuous Box"):
+        make_env("CartPole-v1")
+
+
+def test_vector_env_is_pinned_to_same_step_autoreset():
+    envs = make_vector_env("CounterTruncates-v0", 2)
+    envs.reset(seed=0)
+    for _ in range(2):
+        envs.step(np.zeros((2, 2), np.float32))
+    obs, _, _, truncated, info = envs.step(np.zeros((2, 2), np.float32))
+    assert truncated.all() and obs[:, 0].tolist() == [0, 0]  # already reset
+    assert [o[0] for o in info["final_obs"]] == [3, 3]

@@ -1,0 +1,54 @@
+"""Tiny environments built for the tests, registered by tests/conftest.py."""
+
+import gymnasium as gym
+import numpy as np
+
+
+class Counter(gym.Env):
+    """obs = [t]; every step adds 1. Terminates when t reaches `terminate_at`; a TimeLimit may truncate first.
+
+    A stored transition that does not span a reset always has next_obs = obs + 1.
+    """
+
+    def __init__(self, terminate_at: int = 10**9):
+        self.terminate_at = terminate_at
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+        self.action_space = gym.spaces.Box(-3.0, 5.0, (2,), np.float32)
+        self.t = 0
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        assert self.action_space.contains(np.asarray(action, np.float32)), action
+        self.t += 1
+        return np.array([self.t], np.float32), 1.0, self.t >= self.terminate_at, False, {}
+
+
+class Reach(gym.Env):
+    """One-step task learned in seconds: observe a target in [-2, 2], reward -(action - target)^2."""
+
+    def __init__(self):
+        self.observation_space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+        self.action_space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+        self.target = np.zeros(1, np.float32)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.target = self.np_random.uniform(-2.0, 2.0, (1,)).astype(np.float32)
+        return self.target.copy(), {}
+
+    def step(self, action):
+        reward = -float(np.square(np.asarray(action) - self.target).sum())
+        return self.target.copy(), reward, True, False, {}
+
+
+def register() -> None:
+    if "CounterTerminates-v0" in gym.registry:
+        return
+    gym.register("CounterTerminates-v0", entry_point=Counter, kwargs={"terminate_at": 3}, max_episode_steps=100)
+    gym.register("CounterTruncates-v0", entry_point=Counter, max_episode_steps=3)
+    gym.register("Reach-v0", entry_point=Reach)
+    gym.register("DiscreteToy-v0", entry_point="gymnasium.envs.classic_control:CartPoleEnv")
