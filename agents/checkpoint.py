@@ -1,0 +1,65 @@
+"""The checkpoint format: plain tensors and Python data, written atomically, read without unpickling code."""
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from agents.errors import UserError
+
+FORMAT_VERSION = 1
+CHECKPOINT_DIR = "checkpoints"
+
+
+def save_checkpoint(payload: dict, path: Path) -> None:
+    """Write to a temporary file in the same folder, then rename: a kill at any moment leaves the old file whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save({"format_version": FORMAT_VERSION, **payload}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def checkpoint_path(run_dir: Path, env_steps: int) -> Path:
+    return run_dir / CHECKPOINT_DIR / f"step_{env_steps:09d}.pt"
+
+
+def latest_checkpoint(path: str | Path) -> Path:
+    """`path` itself if it is a file, else the newest checkpoint of the run directory `path`."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise UserError(f"{path} does not exist.")
+    found = sorted((path / CHECKPOINT_DIR).glob("step_*.pt"))
+    if not found:
+        raise UserError(f"{path} holds no checkpoint (expected {path / CHECKPOINT_DIR}/step_*.pt).")
+    return found[-1]
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> None:
+    for old in sorted((run_dir / CHECKPOINT_DIR).glob("step_*.pt"))[:-keep]:
+        old.unlink()
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """The payload of the checkpoint at `path` (a file, or a run directory's latest), on the CPU."""
+    path = latest_checkpoint(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # weights_only refuses any object that is not plain data; nothing in the file has run.
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported content"
+        raise UserError(f"{path} is not a safe checkpoint and was not loaded ({first}).") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise UserError(f"{path} is not a readable checkpoint (truncated or corrupt: {type(e).__name__}).") from None
+    if not isinstance(payload, dict) or "format_version" not in payload:
+        raise UserError(f"{path} is not a pathwise checkpoint.")
+    if payload["format_version"] != FORMAT_VERSION:
+        raise UserError(f"{path} has checkpoint format {payload['format_version']}; this version of pathwise "
+                        f"reads format {FORMAT_VERSION}.")
+    return payload

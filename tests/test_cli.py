@@ -1,0 +1,51 @@
+"""train.py as a user runs it: a subprocess, its exit code, what it prints."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_train(*args, cwd=ROOT, timeout=300):
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
+    env.pop("WANDB_MODE", None)
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_train_runs_learns_updates_and_saves(tmp_path):
+    result = run_train("--env", "Pendulum-v1", "--total-steps", "600", "--learning-starts", "200",
+                       "--batch-size", "64", "--hidden-sizes", "32", "32", "--eval-episodes", "2",
+                       "--wandb", "disabled", "--run-dir", str(tmp_path / "run"), "--threads", "1",
+                       "--log-every", "200")
+    assert result.returncode == 0, result.stderr
+    assert "Final evaluation return:" in result.stdout and "Trained 600 env steps" in result.stdout
+    assert "step 600/600" in result.stderr and "\r" not in result.stderr  # plain lines when not a terminal
+    assert (tmp_path / "run" / "checkpoints" / "step_000000600.pt").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--env", "Pendulm-v1"], "unknown environment 'Pendulm-v1'; did you mean Pendulum-v1"),
+    (["--env", "CartPole-v1"], "Discrete action space"),
+    (["--batch-size", "0"], "batch_size must be a positive integer"),
+    (["--batch-size", "many"], "batch_size .* must be an integer, got 'many'"),
+    (["--config", "missing.yaml"], "config file missing.yaml does not exist"),
+    (["--btach-size", "3"], "unrecognized arguments: --btach-size 3 \\(did you mean --batch-size\\?\\)"),
+    (["--device", "cuda:0"] if not __import__("torch").cuda.is_available() else ["--device", "tpu"], "device"),
+])
+def test_bad_input_gets_one_sentence_and_a_nonzero_exit(tmp_path, args, message):
+    import re
+    result = run_train(*args, "--wandb", "disabled", "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert re.search(message, result.stderr), result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2  # argparse adds its usage line
+
+
+def test_help_lists_every_flag_in_one_line(tmp_path):
+    result = run_train("--help")
+    assert result.returncode == 0 and "--total-steps" in result.stdout and "--hidden-sizes" in result.stdout

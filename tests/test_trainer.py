@@ -1,0 +1,83 @@
+"""The loop end to end, in process: what it stores, that it learns, that it is reproducible, what it saves."""
+
+import numpy as np
+import pytest
+import torch
+
+from agents.checkpoint import load_checkpoint
+from agents.errors import UserError
+from agents.trainer import build_trainer, train
+
+
+def collect(tiny, env, num_envs, steps=12):
+    """Run only the random-action phase and return the buffer's stored transitions."""
+    trainer = build_trainer(tiny(env=env, num_envs=num_envs, total_steps=steps, learning_starts=10**6,
+                                 eval_episodes=0))
+    trainer.run()
+    n = len(trainer.buffer)
+    b = trainer.buffer
+    return b.obs[:n, 0].tolist(), b.next_obs[:n, 0].tolist(), b.terminated[:n].tolist()
+
+
+def test_truncated_episode_bootstraps_from_its_real_final_observation(tiny):
+    obs, next_obs, terminated = collect(tiny, "CounterTruncates-v0", num_envs=1, steps=9)
+    # Three episodes of 3 steps, each cut by the time limit: 0->1, 1->2, 2->3 (not 2->0), never terminated.
+    assert obs == [0, 1, 2] * 3 and next_obs == [1, 2, 3] * 3
+    assert terminated == [0.0] * 9
+
+
+def test_terminated_episode_stops_bootstrapping(tiny):
+    obs, next_obs, terminated = collect(tiny, "CounterTerminates-v0", num_envs=1, steps=6)
+    assert obs == [0, 1, 2] * 2 and next_obs == [1, 2, 3] * 2
+    assert terminated == [0.0, 0.0, 1.0] * 2
+
+
+@pytest.mark.parametrize("env", ["CounterTruncates-v0", "CounterTerminates-v0"])
+def test_vectorized_autoreset_never_stores_a_transition_across_a_reset(tiny, env):
+    obs, next_obs, terminated = collect(tiny, env, num_envs=4, steps=40)
+    assert len(obs) == 40
+    assert all(n == o + 1 for o, n in zip(obs, next_obs))
+    expected_terminal = [o == 2 and env == "CounterTerminates-v0" for o in obs]
+    assert [bool(t) for t in terminated] == expected_terminal
+
+
+def test_learns_a_tiny_task_in_seconds(tiny):
+    config = tiny(env="Reach-v0", total_steps=1500, learning_starts=200, batch_size=64, eval_episodes=20,
+                  sac={"actor_lr": 3e-3, "critic_lr": 3e-3, "alpha_lr": 3e-3, "hidden_sizes": (64, 64)})
+    summary = train(config)
+    # Uniformly random actions score -E[(a - t)^2] = -8/3 on this task.
+    assert summary.eval_return_mean > -0.1, summary
+
+
+def test_same_seed_gives_the_same_numbers(tiny, tmp_path):
+    def run(i, seed):
+        summary = train(tiny(run_dir=str(tmp_path / f"run{i}"), seed=seed, total_steps=400))
+        return summary.eval_return_mean, load_checkpoint(summary.checkpoint)["agent_state"]["actor"]
+    (ret_a, actor_a), (ret_b, actor_b), (_, actor_c) = run(0, 7), run(1, 7), run(2, 8)
+    assert ret_a == ret_b
+    assert all(torch.equal(actor_a[k], actor_b[k]) for k in actor_a)
+    assert not all(torch.equal(actor_a[k], actor_c[k]) for k in actor_a)
+
+
+def test_final_checkpoint_is_plain_data_with_what_a_user_needs(tiny):
+    summary = train(tiny())
+    payload = load_checkpoint(summary.checkpoint)  # torch.load(weights_only=True) inside
+    assert payload["env_id"] == "Pendulum-v1" and payload["env_steps"] == 300 and payload["agent"] == "sac"
+    assert payload["spaces"]["action_low"] == [-2.0] and payload["config"]["sac"]["hidden_sizes"] == [32, 32]
+    assert summary.checkpoint.parent.parent.joinpath("config.yaml").is_file()
+    assert summary.checkpoint.parent.parent.joinpath("evaluations.csv").read_text().count("\n") == 2
+
+
+def test_updates_really_happen_in_a_short_run(tiny):
+    trainer = build_trainer(tiny(total_steps=150, learning_starts=100))
+    before = torch.cat([p.detach().flatten().clone() for p in trainer.agent.actor.parameters()])
+    trainer.run()
+    after = torch.cat([p.detach().flatten() for p in trainer.agent.actor.parameters()])
+    assert not torch.equal(before, after)
+    assert np.isfinite(trainer.last_eval[0])
+
+
+def test_a_used_run_dir_is_not_overwritten(tiny):
+    train(tiny())
+    with pytest.raises(UserError, match="already holds a run"):
+        build_trainer(tiny())

@@ -1,0 +1,33 @@
+"""Train a pathwise-gradient agent on a Gymnasium continuous-control environment.
+
+    python train.py --env Pendulum-v1
+    python train.py --help
+"""
+
+import sys
+
+from agents.cli import parse_args
+from agents.errors import UserError
+from agents.trainer import Interrupted, train
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config, args = parse_args(argv)
+        if config is None:
+            raise UserError("--resume is not available yet.")
+        print(f"Training SAC on {config.env} for {config.total_steps:,} env steps (seed {config.seed}).",
+              flush=True)
+        summary = train(config)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Interrupted as e:
+        print(f"\n{e}", file=sys.stderr)
+        return 130
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
