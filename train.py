@@ -1,6 +1,7 @@
 """Train a pathwise-gradient agent on a Gymnasium continuous-control environment.
 
     python train.py --env Pendulum-v1
+    python train.py --resume runs/Pendulum-v1__sac__s1__20260101-120000 [--total-steps 40000]
     python train.py --help
 """
 
@@ -8,17 +9,19 @@ import sys
 
 from agents.cli import parse_args
 from agents.errors import UserError
-from agents.trainer import Interrupted, train
+from agents.trainer import Interrupted, resume, train
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        config, args = parse_args(argv)
+        config, args, flags = parse_args(argv)
         if config is None:
-            raise UserError("--resume is not available yet.")
-        print(f"Training SAC on {config.env} for {config.total_steps:,} env steps (seed {config.seed}).",
-              flush=True)
-        summary = train(config)
+            print(f"Resuming {args.resume}.", flush=True)
+            summary = resume(args.resume, flags)
+        else:
+            print(f"Training SAC on {config.env} for {config.total_steps:,} env steps (seed {config.seed}).",
+                  flush=True)
+            summary = train(config)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ import difflib
 import sys
 
 from agents.config import Config, leaf_fields, resolve
+from agents.errors import UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,11 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
         name = path[-1]
         is_list = isinstance(default, tuple)
         shown = " ".join(map(str, default)) if is_list else ("none" if default is None else default)
-        parser.add_argument(
-            "--" + name.replace("_", "-"), dest=".".join(path), default=argparse.SUPPRESS,
-            nargs="+" if is_list else None, metavar=name.upper().replace("_", "-"),
-            help=f"{doc} [default: {shown}]",
-        )
+        flag, dest, help_text = "--" + name.replace("_", "-"), ".".join(path), f"{doc} [default: {shown}]"
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=dest, default=argparse.SUPPRESS, action=argparse.BooleanOptionalAction,
+                                help=f"{doc} [default: {'yes' if default else 'no'}]")
+            continue
+        parser.add_argument(flag, dest=dest, default=argparse.SUPPRESS, nargs="+" if is_list else None,
+                            metavar=name.upper().replace("_", "-"), help=help_text)
     return parser
 
 
@@ -53,10 +56,12 @@ def _nested(flat: dict) -> dict:
     return out
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[Config | None, argparse.Namespace]:
-    """The resolved config (None when resuming, which takes the run's own), and the raw namespace."""
+def parse_args(argv: list[str] | None = None) -> tuple[Config | None, argparse.Namespace, dict]:
+    """The resolved config (None with --resume, which takes the run's own), the namespace, and the flags given."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume")}
+    flags = _nested({k: v for k, v in vars(args).items() if k not in ("config", "resume")})
     if args.resume:
-        return None, args
-    return resolve(_nested(flags), args.config), args
+        if args.config:
+            raise UserError("--config cannot be combined with --resume: a resumed run keeps its own config.")
+        return None, args, flags
+    return resolve(flags, args.config), args, flags

@@ -28,20 +28,22 @@ def resolve_wandb_mode(mode: str | None) -> str:
 class Logger:
     """`log(metrics, step)` with step = env steps; evaluations also go to RUN_DIR/evaluations.csv."""
 
-    def __init__(self, run_dir: Path, config: Config, agent_name: str):
+    def __init__(self, run_dir: Path, config: Config, agent_name: str, run_id: str | None = None):
         self.run_dir = run_dir
         self.mode = resolve_wandb_mode(config.wandb)
         self.eval_path = run_dir / "evaluations.csv"
         if not self.eval_path.exists():
             self.eval_path.write_text("env_steps,return_mean,return_std,length_mean\n")
-        self.run = None
+        self.run, self.run_id = None, run_id
         if self.mode != "disabled":
             import wandb  # imported here: it takes a second and is not needed with wandb disabled
 
             self.run = wandb.init(
                 project=WANDB_PROJECT, mode=self.mode, dir=run_dir, name=run_dir.name, config=to_dict(config),
                 group=f"{config.env}__{agent_name}", tags=[config.env, agent_name, f"seed{config.seed}"],
+                id=run_id, resume="allow",
             )
+            self.run_id = self.run.id
             if self.mode == "offline":
                 print(f"wandb is offline; upload this run later with: wandb sync {run_dir / 'wandb'}/offline-run-*",
                       file=sys.stderr)

@@ -40,6 +40,22 @@ class ReplayBuffer:
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
+    def state_dict(self) -> dict:
+        """The stored rows only (a buffer not yet full saves only what it holds), position and sampling RNG."""
+        n = self.size
+        return {"obs": self.obs[:n], "action": self.action[:n], "reward": self.reward[:n],
+                "next_obs": self.next_obs[:n], "terminated": self.terminated[:n], "pos": self.pos,
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        n = len(state["reward"])
+        if n > self.capacity:
+            raise ValueError(f"a buffer of {n} transitions does not fit a capacity of {self.capacity}")
+        for name in ("obs", "action", "reward", "next_obs", "terminated"):
+            getattr(self, name)[:n] = state[name].to(self.device)
+        self.size, self.pos = n, state["pos"] % self.capacity
+        self.generator.set_state(state["generator"])
+
     def sample(self, batch_size: int) -> Batch:
         idx = torch.randint(0, self.size, (batch_size,), device=self.device, generator=self.generator)
         return Batch(self.obs[idx], self.action[idx], self.reward[idx], self.next_obs[idx], self.terminated[idx])

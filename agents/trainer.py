@@ -1,7 +1,10 @@
-"""The training loop, and `train(config)`, which builds what the loop needs and runs it."""
+"""The training loop, and how a run is built: fresh from a config, or resumed from its run directory."""
 
+import contextlib
 import dataclasses
 import random
+import signal
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -11,7 +14,7 @@ import numpy as np
 import torch
 
 from agents import checkpoint
-from agents.config import Config, save_yaml, to_dict
+from agents.config import Config, from_dict, merge, save_yaml, to_dict
 from agents.errors import UserError
 from agents.evaluation import EVAL_SEED_OFFSET, run_episodes
 from agents.logger import Logger
@@ -20,7 +23,9 @@ from agents.replay_buffer import ReplayBuffer
 from agents.sac import SAC
 from envs import make_env, make_vector_env, space_signature
 
-KEEP_CHECKPOINTS = 3
+KEEP_CHECKPOINTS = 2
+# Fields a resumed run may change: none of them alters what the agent learns.
+RESUMABLE_FIELDS = ("total_steps", "device", "threads", "wandb", "log_every")
 
 
 @dataclasses.dataclass
@@ -33,7 +38,8 @@ class Summary:
 
     def __str__(self) -> str:
         rate = self.env_steps / max(self.wall_time, 1e-9)
-        lines = [f"Trained {self.env_steps:,} env steps in {format_duration(self.wall_time)} ({rate:.0f} steps/s)."]
+        lines = [f"Trained to {self.env_steps:,} env steps in {format_duration(self.wall_time)} "
+                 f"({rate:.0f} steps/s)."]
         if self.eval_return_mean is not None:
             lines.append(f"Final evaluation return: {self.eval_return_mean:.1f} +- {self.eval_return_std:.1f}.")
         lines.append(f"Policy saved to {self.checkpoint}")
@@ -41,15 +47,16 @@ class Summary:
 
 
 class Interrupted(Exception):
-    """Training stopped by Ctrl-C after its checkpoint was written."""
+    """Training stopped by Ctrl-C, after its checkpoint was written."""
 
     def __init__(self, checkpoint_path: Path):
-        super().__init__(f"interrupted; checkpoint saved to {checkpoint_path}")
+        super().__init__(f"Interrupted; checkpoint saved to {checkpoint_path}. Continue with: "
+                         f"python train.py --resume {checkpoint_path.parent.parent}")
         self.checkpoint_path = checkpoint_path
 
 
 def _crossed(step: int, n: int, every: int) -> bool:
-    """Whether the interval boundary `every` lies in (step - n, step]."""
+    """Whether a multiple of `every` lies in (step - n, step]."""
     return every > 0 and step // every > (step - n) // every
 
 
@@ -58,61 +65,35 @@ class Trainer:
                  buffer: ReplayBuffer, logger: Logger, run_dir: Path, device: torch.device):
         self.config, self.envs, self.eval_env, self.agent = config, envs, eval_env, agent
         self.buffer, self.logger, self.run_dir, self.device = buffer, logger, run_dir, device
-        self.env_steps, self.episodes = 0, 0
+        n = config.num_envs
         self.act_dim = envs.single_action_space.shape[0]
-        self.rng = np.random.default_rng(config.seed)
         self.space_signature = space_signature(eval_env)
+        self.env_steps, self.episodes = 0, 0
+        self.rng = np.random.default_rng(config.seed)
+        self.obs: np.ndarray | None = None  # (N, O), the observation each sub-env is in
+        self.ep_return, self.ep_length = np.zeros(n), np.zeros(n, dtype=np.int64)
+        self.episode_seeds = np.zeros(n, dtype=np.int64)  # the seed each sub-env's current episode began from
         self.last_return = float("nan")
         self.last_eval: tuple[float, float] | None = None
         self._sums: dict[str, torch.Tensor] = {}
         self._updates = 0
         self._episode_stats: list[tuple[float, int]] = []
         self._time_env = self._time_update = 0.0
+        self._stop_requested = False
 
     # ---- the loop -----------------------------------------------------------------------------------
 
     def run(self) -> Summary:
         cfg, n = self.config, self.config.num_envs
         start = time.perf_counter()
+        if self.obs is None:
+            self.start_episodes(np.ones(n, dtype=bool))
         progress = Progress(cfg.total_steps, initial=self.env_steps)
-        obs, _ = self.envs.reset(seed=cfg.seed)
-        ep_return, ep_length = np.zeros(n), np.zeros(n, dtype=np.int64)
         interval_start, interval_step = time.perf_counter(), self.env_steps
-        try:
+        with self._stop_on_sigint():
             while self.env_steps < cfg.total_steps:
-                t0 = time.perf_counter()
-                if self.env_steps < cfg.learning_starts:
-                    action = self.rng.uniform(-1.0, 1.0, (n, self.act_dim)).astype(np.float32)
-                else:
-                    obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-                    action = self.agent.act(obs_t).cpu().numpy()
-                next_obs, reward, terminated, truncated, info = self.envs.step(action)
-                # Autoreset is SAME_STEP: an ended episode's true last observation is in info["final_obs"],
-                # and next_obs already belongs to the next episode. A truncated episode bootstraps from it.
-                real_next_obs = next_obs
-                if "_final_obs" in info:
-                    real_next_obs = next_obs.copy()
-                    for i in np.flatnonzero(info["_final_obs"]):
-                        real_next_obs[i] = info["final_obs"][i]
-                self.buffer.add(obs, action, reward, real_next_obs, terminated)
-                obs = next_obs
-                self.env_steps += n
-                ep_return += reward
-                ep_length += 1
-                for i in np.flatnonzero(terminated | truncated):
-                    self._episode_stats.append((float(ep_return[i]), int(ep_length[i])))
-                    self.last_return = float(ep_return[i])
-                    self.episodes += 1
-                    ep_return[i], ep_length[i] = 0.0, 0
-                t1 = time.perf_counter()
-                self._time_env += t1 - t0
-
-                if self.env_steps > cfg.learning_starts:
-                    for _ in range(cfg.updates_per_step):
-                        self._accumulate(self.agent.update(self.buffer.sample(cfg.batch_size)))
-                    self._time_update += time.perf_counter() - t1
+                self.step()
                 progress.advance(n)
-
                 if _crossed(self.env_steps, n, cfg.log_every) or self.env_steps >= cfg.total_steps:
                     now = time.perf_counter()
                     self._log(sps=(self.env_steps - interval_step) / max(now - interval_start, 1e-9))
@@ -123,21 +104,55 @@ class Trainer:
                     progress.show(self._progress_stats())
                 if _crossed(self.env_steps, n, cfg.checkpoint_every) and self.env_steps < cfg.total_steps:
                     self.save()
-        except KeyboardInterrupt:
-            progress.close()
-            raise Interrupted(self.save()) from None
+                if self._stop_requested:
+                    progress.close()
+                    raise Interrupted(self.save())
         progress.close()
         if cfg.eval_episodes > 0:
             self.evaluate(cfg.eval_episodes)
         path = self.save()
-        self.logger.close()
         mean, std = self.last_eval if self.last_eval else (None, None)
         return Summary(self.env_steps, time.perf_counter() - start, mean, std, path)
 
-    def close(self) -> None:
-        self.logger.close()
-        self.envs.close()
-        self.eval_env.close()
+    def step(self) -> None:
+        """One call of env.step on every sub-env, then `updates_per_step` gradient updates."""
+        cfg, n = self.config, self.config.num_envs
+        t0 = time.perf_counter()
+        if self.env_steps < cfg.learning_starts:
+            action = self.rng.uniform(-1.0, 1.0, (n, self.act_dim)).astype(np.float32)
+        else:
+            obs_t = torch.as_tensor(self.obs, dtype=torch.float32, device=self.device)
+            action = self.agent.act(obs_t).cpu().numpy()
+        next_obs, reward, terminated, truncated, _ = self.envs.step(action)
+        # Autoreset is off: next_obs is the true next observation also where a time limit cut the episode,
+        # so a truncated episode bootstraps from it and only `terminated` stops bootstrapping.
+        self.buffer.add(self.obs, action, reward, next_obs, terminated)
+        self.obs = next_obs
+        self.env_steps += n
+        self.ep_return += reward
+        self.ep_length += 1
+        done = terminated | truncated
+        if done.any():
+            for i in np.flatnonzero(done):
+                self._episode_stats.append((float(self.ep_return[i]), int(self.ep_length[i])))
+                self.last_return = float(self.ep_return[i])
+            self.episodes += int(done.sum())
+            self.start_episodes(done)
+        t1 = time.perf_counter()
+        self._time_env += t1 - t0
+        if self.env_steps > cfg.learning_starts and len(self.buffer) >= cfg.batch_size:
+            for _ in range(cfg.updates_per_step):
+                self._accumulate(self.agent.update(self.buffer.sample(cfg.batch_size)))
+            self._time_update += time.perf_counter() - t1
+
+    def start_episodes(self, mask: np.ndarray) -> None:
+        """Reset the sub-envs in `mask`, each from a new seed drawn from the run's generator."""
+        seeds = self.rng.integers(2**31 - 1, size=len(mask))
+        self.episode_seeds[mask] = seeds[mask]
+        reset_obs, _ = self.envs.reset(seed=[int(s) if m else None for s, m in zip(seeds, mask)],
+                                       options={"reset_mask": mask})
+        self.obs = reset_obs if self.obs is None else np.where(mask[:, None], reset_obs, self.obs)
+        self.ep_return[mask], self.ep_length[mask] = 0.0, 0
 
     # ---- pieces -------------------------------------------------------------------------------------
 
@@ -160,9 +175,9 @@ class Trainer:
         self._updates += 1
 
     def _log(self, sps: float) -> None:
-        metrics: dict[str, float] = {"time/sps": sps, "buffer/size": len(self.buffer),
-                                     "time/env_fraction": self._time_env / max(self._time_env + self._time_update,
-                                                                               1e-9),
+        busy = max(self._time_env + self._time_update, 1e-9)
+        metrics: dict[str, float] = {"time/sps": sps, "time/env_fraction": self._time_env / busy,
+                                     "buffer/size": len(self.buffer),
                                      "train/target_entropy": self.agent.target_entropy}
         if self._sums:
             keys = list(self._sums)
@@ -182,16 +197,96 @@ class Trainer:
             stats["eval"] = f"{self.last_eval[0]:.1f}"
         return stats
 
+    @contextlib.contextmanager
+    def _stop_on_sigint(self):
+        """Ctrl-C asks the loop to stop after the current step, and save; a second Ctrl-C stops at once."""
+        def handle(signum, frame):
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, handle)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def close(self) -> None:
+        self.logger.close()
+        self.envs.close()
+        self.eval_env.close()
+
+    # ---- checkpoints --------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        state = {
+            "env_steps": self.env_steps, "episodes": self.episodes, "rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(), "ep_return": torch.from_numpy(self.ep_return.copy()),
+            "ep_length": torch.from_numpy(self.ep_length.copy()),
+            "episode_seeds": torch.from_numpy(self.episode_seeds.copy()),
+            "last_eval": list(self.last_eval) if self.last_eval else None, "wandb_id": self.logger.run_id,
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
     def save(self) -> Path:
         payload = {
             "agent": self.agent.name, "env_id": self.config.env, "env_steps": self.env_steps,
-            "episodes": self.episodes, "config": to_dict(self.config), "spaces": self.space_signature,
-            "agent_state": self.agent.state_dict(),
+            "config": to_dict(self.config), "spaces": self.space_signature,
+            "agent_state": self.agent.state_dict(), "trainer_state": self.state_dict(),
         }
+        if self.config.save_buffer:
+            payload["buffer"] = self.buffer.state_dict()
         path = checkpoint.checkpoint_path(self.run_dir, self.env_steps)
         checkpoint.save_checkpoint(payload, path)
         checkpoint.prune_checkpoints(self.run_dir, KEEP_CHECKPOINTS)
         return path
+
+    def load(self, payload: dict) -> None:
+        """Continue from a checkpoint: agent, buffer, counters, RNG streams, and the episodes in flight."""
+        self.agent.load_state_dict(payload["agent_state"])
+        state = payload["trainer_state"]
+        self.env_steps, self.episodes = state["env_steps"], state["episodes"]
+        self.rng.bit_generator.state = state["rng"]
+        self.ep_return, self.ep_length = state["ep_return"].numpy().copy(), state["ep_length"].numpy().copy()
+        self.episode_seeds = state["episode_seeds"].numpy().copy()
+        self.last_eval = tuple(state["last_eval"]) if state["last_eval"] else None
+        if "buffer" in payload:
+            self.buffer.load_state_dict(payload["buffer"])
+        self._rebuild_episodes()
+        # Last, so that nothing above draws from the restored streams.
+        torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+
+    def _rebuild_episodes(self) -> None:
+        """Put each sub-env back into the state the checkpoint left it in: reset it from its episode's seed and
+        replay the episode's actions from the replay buffer, checking every observation on the way. An episode
+        that cannot be rebuilt (no buffer saved, an env that is not deterministic) starts anew instead."""
+        n = self.config.num_envs
+        sub_envs = getattr(self.envs, "envs", None)  # SyncVectorEnv's own envs
+        self.obs = np.zeros((n, *self.envs.single_observation_space.shape), self.envs.single_observation_space.dtype)
+        rebuilt = np.zeros(n, dtype=bool)
+        for j in range(n):
+            length = int(self.ep_length[j])
+            if sub_envs is None or length * n > len(self.buffer):
+                continue
+            rows = (self.buffer.pos - n * (length - np.arange(length)) + j) % self.buffer.capacity
+            obs_rows = self.buffer.obs[rows].cpu().numpy()
+            actions = self.buffer.action[rows].cpu().numpy()
+            obs, _ = sub_envs[j].reset(seed=int(self.episode_seeds[j]))
+            for t in range(length):
+                if not np.array_equal(np.asarray(obs, np.float32), obs_rows[t]):
+                    break
+                obs, *_ = sub_envs[j].step(actions[t])
+            else:
+                self.obs[j], rebuilt[j] = obs, True
+        if not rebuilt.all():
+            self.start_episodes(~rebuilt)
 
 
 # ---- building a run ------------------------------------------------------------------------------------
@@ -216,7 +311,7 @@ def default_run_dir(config: Config, agent_name: str) -> Path:
     return Path("runs") / f"{config.env.replace('/', '-')}__{agent_name}__s{config.seed}__{stamp}"
 
 
-def build_trainer(config: Config) -> Trainer:
+def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None = None) -> Trainer:
     """Everything a run needs, made from its config: device, seeds, envs, run directory, agent, buffer, logger."""
     device = resolve_device(config.device)
     if config.threads:
@@ -227,19 +322,47 @@ def build_trainer(config: Config) -> Trainer:
     obs_dim = envs.single_observation_space.shape[0]
     act_dim = envs.single_action_space.shape[0]
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config, SAC.name)
-    if any((run_dir / checkpoint.CHECKPOINT_DIR).glob("*.pt")):
-        raise UserError(f"{run_dir} already holds a run; resume it with --resume {run_dir}, or pick another "
+    if not resuming and any((run_dir / checkpoint.CHECKPOINT_DIR).glob("*.pt")):
+        raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or pick another "
                         "--run-dir.")
     run_dir.mkdir(parents=True, exist_ok=True)
     save_yaml(config, run_dir / "config.yaml")
     agent = SAC(obs_dim, act_dim, config.sac, device)
     buffer = ReplayBuffer(config.buffer_size, obs_dim, act_dim, device, seed=config.seed)
-    logger = Logger(run_dir, config, SAC.name)
+    logger = Logger(run_dir, config, SAC.name, run_id=wandb_id)
     return Trainer(config, envs, eval_env, agent, buffer, logger, run_dir, device)
+
+
+def resume_trainer(run_dir: str | Path, overrides: dict) -> Trainer:
+    """The run in `run_dir`, restored from its latest checkpoint; `overrides` may change RESUMABLE_FIELDS."""
+    payload = checkpoint.load_checkpoint(run_dir)
+    refused = sorted(set(overrides) - set(RESUMABLE_FIELDS))
+    if refused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in refused)
+        allowed = ", ".join("--" + k.replace("_", "-") for k in RESUMABLE_FIELDS)
+        raise UserError(f"{flags} cannot change in a resumed run; with --resume only {allowed} may be given.")
+    if payload.get("agent") != SAC.name or "trainer_state" not in payload:
+        raise UserError(f"{run_dir} holds a checkpoint of agent '{payload.get('agent')}' without training state; "
+                        "it can be evaluated but not resumed.")
+    config = from_dict(merge(payload["config"], {**overrides, "run_dir": str(run_dir)}), "the checkpoint")
+    if config.total_steps <= payload["env_steps"]:
+        raise UserError(f"{run_dir} has already trained {payload['env_steps']:,} of its {config.total_steps:,} "
+                        "env steps; give a larger --total-steps to train on.")
+    trainer = build_trainer(config, resuming=True, wandb_id=payload["trainer_state"].get("wandb_id"))
+    trainer.load(payload)
+    return trainer
 
 
 def train(config: Config) -> Summary:
     trainer = build_trainer(config)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
+
+
+def resume(run_dir: str | Path, overrides: dict) -> Summary:
+    trainer = resume_trainer(run_dir, overrides)
     try:
         return trainer.run()
     finally:

@@ -45,7 +45,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.parallel) as pool:
         results = list(pool.map(lambda s: run_seed(s, args, Path(tmp)), args.seeds))
     returns = [r["return"] for r in results]
-    print(f"| seed | eval return (10 episodes, deterministic) | wall time |\n|---|---|---|")
+    print("| seed | eval return (10 episodes, deterministic) | wall time |\n|---|---|---|")
     for r in results:
         print(f"| {r['seed']} | {r['return']:.1f} +- {r['std']:.1f} | {r['wall']:.0f} s |")
     print(f"\nmedian {statistics.median(returns):.1f}, min {min(returns):.1f}, max {max(returns):.1f} "

@@ -9,9 +9,10 @@ from gymnasium.wrappers import FlattenObservation, RescaleAction
 
 from agents.errors import UserError
 
-# SAME_STEP: when a sub-env's episode ends, step() already returns its reset observation and puts the true
-# final observation in info["final_obs"]; every transition can then be stored, none spans a reset.
-AUTORESET_MODE = AutoresetMode.SAME_STEP
+# DISABLED: step() always returns the true next observation, and the trainer resets ended sub-envs itself
+# (reset with a reset_mask), each episode from a seed it draws. No stored transition can span a reset, and an
+# episode in flight can be rebuilt exactly from its seed and its actions when a run resumes.
+AUTORESET_MODE = AutoresetMode.DISABLED
 
 
 def _gym_make(env_id: str, **kwargs) -> gym.Env:

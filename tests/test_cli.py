@@ -23,7 +23,7 @@ def test_train_runs_learns_updates_and_saves(tmp_path):
                        "--wandb", "disabled", "--run-dir", str(tmp_path / "run"), "--threads", "1",
                        "--log-every", "200")
     assert result.returncode == 0, result.stderr
-    assert "Final evaluation return:" in result.stdout and "Trained 600 env steps" in result.stdout
+    assert "Final evaluation return:" in result.stdout and "Trained to 600 env steps" in result.stdout
     assert "step 600/600" in result.stderr and "\r" not in result.stderr  # plain lines when not a terminal
     assert (tmp_path / "run" / "checkpoints" / "step_000000600.pt").is_file()
 

@@ -22,7 +22,7 @@ def test_layers_defaults_preset_file_then_flags(tmp_path):
     assert preset_path("Pendulum-v1").is_file()
     user = tmp_path / "mine.yaml"
     user.write_text("batch_size: 128\nsac:\n  gamma: 0.98\n  critic_lr: 5e-4\n")
-    config, _ = parse_args(["--env", "Pendulum-v1", "--config", str(user), "--batch-size", "64",
+    config, _, _ = parse_args(["--env", "Pendulum-v1", "--config", str(user), "--batch-size", "64",
                             "--hidden-sizes", "64", "64", "--alpha", "0.2"])
     assert config.total_steps == 20_000  # from the preset
     assert config.sac.actor_lr == 1e-3  # from the preset

@@ -23,11 +23,12 @@ def test_discrete_action_space_is_refused():
         make_env("CartPole-v1")
 
 
-def test_vector_env_is_pinned_to_same_step_autoreset():
+def test_vector_env_does_not_reset_by_itself():
     envs = make_vector_env("CounterTruncates-v0", 2)
     envs.reset(seed=0)
     for _ in range(2):
         envs.step(np.zeros((2, 2), np.float32))
-    obs, _, _, truncated, info = envs.step(np.zeros((2, 2), np.float32))
-    assert truncated.all() and obs[:, 0].tolist() == [0, 0]  # already reset
-    assert [o[0] for o in info["final_obs"]] == [3, 3]
+    obs, _, _, truncated, _ = envs.step(np.zeros((2, 2), np.float32))
+    assert truncated.all() and obs[:, 0].tolist() == [3, 3]  # the true last observation, not a reset one
+    obs, _ = envs.reset(seed=[5, None], options={"reset_mask": np.array([True, False])})
+    assert obs[:, 0].tolist() == [0, 3]
