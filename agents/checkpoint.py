@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -49,14 +50,18 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
 def load_checkpoint(path: str | Path) -> dict:
     """The payload of the checkpoint at `path` (a file, or a run directory's latest), on the CPU."""
     path = latest_checkpoint(path)
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one has lost its directory
+        raise UserError(f"{path} is not a readable checkpoint (truncated or corrupt: not a torch archive).")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        # weights_only refuses any object that is not plain data; nothing in the file has run.
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported content"
-        raise UserError(f"{path} is not a safe checkpoint and was not loaded ({first}).") from None
+        # weights_only refuses every object that is not a tensor or plain data, before anything in it runs.
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f"it asks for {found.group(1)}" if found else "it holds objects other than tensors and plain data"
+        raise UserError(f"{path} is not a safe checkpoint and was not loaded: {what}.") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise UserError(f"{path} is not a readable checkpoint (truncated or corrupt: {type(e).__name__}).") from None
+        raise UserError(f"{path} is not a readable checkpoint (truncated, corrupt, or another kind of torch file: "
+                        f"{type(e).__name__}).") from None
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise UserError(f"{path} is not a pathwise checkpoint.")
     if payload["format_version"] != FORMAT_VERSION:

@@ -95,7 +95,7 @@ class Config:
     checkpoint_every: int = 100_000
     """Environment steps between checkpoints; 0 writes only the final one."""
     save_buffer: bool = True
-    """Store the replay buffer in checkpoints, for an exact resume (see docs/checkpoints.md for sizes)."""
+    """Store the replay buffer in checkpoints, for an exact resume (README: sizes)."""
     log_every: int = 1_000
     """Environment steps between metric logs and progress lines."""
     device: str = "auto"
