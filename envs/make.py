@@ -41,12 +41,15 @@ def _check_spaces(env_id: str, env: gym.Env) -> None:
                         "only Box observations are supported.")
 
 
-def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
-    """One environment whose action space is Box(-1, 1) and whose observations are flat."""
+def make_env(env_id: str, render_mode: str | None = None, rescale_actions: bool = True) -> gym.Env:
+    """One environment with flat observations whose action space is Box(-1, 1), or its own bounds with
+    `rescale_actions=False` (for policies that already act in them)."""
     env = _gym_make(env_id, **({"render_mode": render_mode} if render_mode else {}))
     _check_spaces(env_id, env)
     if len(env.observation_space.shape) != 1:
         env = FlattenObservation(env)
+    if not rescale_actions:
+        return env
     shape = env.action_space.shape
     return RescaleAction(env, np.full(shape, -1.0, np.float32), np.full(shape, 1.0, np.float32))
 

@@ -1,0 +1,91 @@
+"""A trained policy outside the trainer: loaded from a checkpoint, acting on NumPy observations, exported."""
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from agents.checkpoint import latest_checkpoint, load_checkpoint
+from agents.errors import UserError
+from agents.networks import Actor
+
+
+class BoundedPolicy(nn.Module):
+    """The deterministic policy as one module: observations (B, O) -> actions (B, A) inside the env's bounds."""
+
+    def __init__(self, actor: Actor, action_low: torch.Tensor, action_high: torch.Tensor):
+        super().__init__()
+        self.actor = actor
+        self.register_buffer("action_low", action_low)
+        self.register_buffer("action_high", action_high)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.to_env_bounds(self.actor(obs).mode)
+
+    def to_env_bounds(self, action: torch.Tensor) -> torch.Tensor:
+        return self.action_low + 0.5 * (action + 1.0) * (self.action_high - self.action_low)
+
+
+class Policy:
+    """`act(obs)` takes one observation (O,) or a batch (B, O) and returns actions in the env's own bounds."""
+
+    def __init__(self, module: BoundedPolicy, env_id: str, env_steps: int, obs_dim: int, device: torch.device):
+        self.module, self.env_id, self.env_steps = module.eval(), env_id, env_steps
+        self.obs_dim, self.device = obs_dim, device
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float32)
+        if obs.shape[-1:] != (self.obs_dim,) or obs.ndim > 2:
+            raise ValueError(f"expected an observation of shape ({self.obs_dim},) or (batch, {self.obs_dim}), "
+                             f"got {obs.shape}")
+        obs_t = torch.as_tensor(obs, device=self.device).reshape(-1, self.obs_dim)
+        dist = self.module.actor(obs_t)
+        action = self.module.to_env_bounds(dist.mode if deterministic else dist.sample()).cpu().numpy()
+        return action[0] if obs.ndim == 1 else action
+
+    def check_env(self, env: gym.Env) -> None:
+        """A clear error unless `env` has the observation size and action bounds this policy was trained on."""
+        obs_dim = int(np.prod(env.observation_space.shape))
+        act = env.action_space
+        low, high = self.module.action_low.cpu().numpy(), self.module.action_high.cpu().numpy()
+        if (obs_dim != self.obs_dim or not isinstance(act, gym.spaces.Box) or act.shape != low.shape
+                or not np.allclose(act.low, low) or not np.allclose(act.high, high)):
+            raise UserError(f"this policy was trained on {self.env_id} (observations of size {self.obs_dim}, "
+                            f"{len(low)} actions in [{low.min():g}, {high.max():g}]); the env given has "
+                            f"observations of size {obs_dim} and action space {act}.")
+
+
+def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
+    """The deterministic-or-sampled policy saved at `path`: a run directory (its latest checkpoint) or a file."""
+    payload = load_checkpoint(path)
+    device = torch.device(device)
+    try:
+        sac, spaces = payload["config"]["sac"], payload["spaces"]
+        low = torch.tensor(spaces["action_low"], dtype=torch.float32)
+        high = torch.tensor(spaces["action_high"], dtype=torch.float32)
+        actor = Actor(spaces["obs_dim"], len(low), tuple(sac["hidden_sizes"]), sac["log_std_min"],
+                      sac["log_std_max"])
+        actor.load_state_dict(payload["agent_state"]["actor"])
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise UserError(f"{latest_checkpoint(path)} is not a complete pathwise checkpoint "
+                        f"({type(e).__name__}: {str(e).splitlines()[0][:120]}).") from None
+    module = BoundedPolicy(actor, low, high).to(device)
+    return Policy(module, payload["env_id"], int(payload["env_steps"]), spaces["obs_dim"], device)
+
+
+def export_policy(policy: Policy, path: str | Path) -> Path:
+    """Write the deterministic policy with torch.export: `torch.export.load(path).module()(obs)` runs it with
+    torch alone, for any batch size, and returns actions in the env's bounds."""
+    module = policy.module.to("cpu")
+    example = torch.zeros(2, policy.obs_dim)
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.pt2")
+    torch.export.save(program, tmp)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,215 @@
+"""Saved policies: round trip, exact resume, kills and Ctrl-C, unsafe or broken files, export, evaluate.py."""
+
+import json
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agents import export_policy, load_policy
+from agents.checkpoint import load_checkpoint
+from agents.errors import UserError
+from agents.trainer import build_trainer, resume, resume_trainer, train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def script(name, *args, timeout=300):
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
+    return subprocess.run([sys.executable, str(ROOT / name), *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def agent_tensors(path):
+    state = load_checkpoint(path)["agent_state"]
+    tensors = {f"{part}.{k}": v for part in ("actor", "critic", "critic_target") for k, v in state[part].items()}
+    tensors["log_alpha"] = state["log_alpha"]
+    for part in ("actor_optimizer", "critic_optimizer"):
+        for i, moments in state[part]["state"].items():
+            tensors.update({f"{part}.{i}.{k}": v for k, v in moments.items()})
+    return tensors
+
+
+def test_round_trip_gives_the_trainers_actions_in_env_bounds(tiny):
+    trainer = build_trainer(tiny())
+    summary = trainer.run()
+    trainer.close()
+    policy = load_policy(summary.checkpoint.parent.parent)  # a run directory: its latest checkpoint
+    assert policy.env_id == "Pendulum-v1" and policy.env_steps == 300
+    obs = np.random.default_rng(0).uniform(-1, 1, (16, 3)).astype(np.float32)
+    expected = 2.0 * trainer.policy(deterministic=True)(obs)  # the trainer acts in [-1, 1]; Pendulum's bound is 2
+    np.testing.assert_allclose(policy.act(obs), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(policy.act(obs[0]), expected[0], rtol=1e-6, atol=1e-6)
+    assert np.abs(policy.act(obs, deterministic=False)).max() <= 2.0
+    with pytest.raises(ValueError, match="shape"):
+        policy.act(np.zeros(4))
+
+
+@pytest.mark.parametrize("num_envs", [1, 2])
+def test_resume_mid_episode_gives_the_same_parameters_as_an_uninterrupted_run(tiny, tmp_path, num_envs):
+    # Pendulum episodes last 200 steps: the break at 300 falls in the middle of one.
+    common = dict(total_steps=600, num_envs=num_envs, eval_episodes=1)
+    straight = train(tiny(run_dir=str(tmp_path / "straight"), **common))
+    train(tiny(run_dir=str(tmp_path / "split"), **{**common, "total_steps": 300}))
+    resumed = resume(tmp_path / "split", {"total_steps": 600})
+    assert resumed.env_steps == straight.env_steps == 600
+    a, b = agent_tensors(straight.checkpoint), agent_tensors(resumed.checkpoint)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    assert resumed.eval_return_mean == straight.eval_return_mean
+    buffers = [load_checkpoint(s.checkpoint)["buffer"] for s in (straight, resumed)]
+    assert all(torch.equal(buffers[0][k], buffers[1][k]) for k in ("obs", "action", "next_obs", "reward"))
+
+
+def test_resume_without_a_saved_buffer_starts_new_episodes_and_goes_on(tiny, tmp_path):
+    train(tiny(total_steps=250, save_buffer=False))
+    trainer = resume_trainer(tmp_path / "run", {"total_steps": 400})
+    assert len(trainer.buffer) == 0 and trainer.env_steps == 250
+    assert (trainer.ep_length == 0).all()  # the episode in flight could not be rebuilt, so it restarted
+    summary = trainer.run()
+    trainer.close()
+    assert summary.env_steps == 400 and "buffer" not in load_checkpoint(summary.checkpoint)
+
+
+def test_resume_refuses_to_change_what_the_agent_learns_and_to_go_back(tiny, tmp_path):
+    train(tiny())
+    with pytest.raises(UserError, match="--batch-size cannot change in a resumed run"):
+        resume_trainer(tmp_path / "run", {"batch_size": 8, "total_steps": 900})
+    with pytest.raises(UserError, match="already trained 300 of its 300"):
+        resume_trainer(tmp_path / "run", {})
+
+
+def wait_for(predicate, timeout=120):
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def start_training(run_dir, total_steps):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = ["--env", "Pendulum-v1", "--total-steps", total_steps, "--learning-starts", 100, "--batch-size", 32,
+            "--hidden-sizes", 16, 16, "--checkpoint-every", 200, "--eval-episodes", 1, "--threads", 1,
+            "--wandb", "disabled", "--run-dir", run_dir]
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+
+def checkpoint_steps(run_dir):
+    return sorted(int(p.stem.split("_")[1]) for p in (run_dir / "checkpoints").glob("step_*.pt"))
+
+
+def test_a_run_killed_at_a_random_moment_resumes_from_its_last_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    process = start_training(run_dir, 4000)
+    wait_for(lambda: checkpoint_steps(run_dir) if (run_dir / "checkpoints").is_dir() else False)
+    time.sleep(random.uniform(0.0, 1.5))
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    survivors = checkpoint_steps(run_dir)
+    assert survivors and survivors[-1] < 4000
+    load_checkpoint(run_dir)  # the latest one is whole, whatever the kill interrupted
+    result = script("train.py", "--resume", run_dir)
+    assert result.returncode == 0, result.stderr
+    assert checkpoint_steps(run_dir)[-1] == 4000 and "Trained to 4,000 env steps" in result.stdout
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    run_dir = tmp_path / "run"
+    process = start_training(run_dir, 100_000)
+    wait_for(lambda: checkpoint_steps(run_dir) if (run_dir / "checkpoints").is_dir() else False)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in stderr
+    assert f"python train.py --resume {run_dir}" in stderr
+    step = checkpoint_steps(run_dir)[-1]
+    assert step > 200 and step % 200 != 0 or step == load_checkpoint(run_dir)["env_steps"]
+    assert load_checkpoint(run_dir)["env_steps"] == step
+
+
+class Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_crafted_checkpoint_is_refused_and_nothing_in_it_runs(tmp_path):
+    marker, path = tmp_path / "pwned", tmp_path / "evil.pt"
+    torch.save({"format_version": 1, "agent_state": Payload(marker)}, path)
+    with pytest.raises(UserError, match="not a safe checkpoint and was not loaded: it asks for posix.system"):
+        load_policy(path)
+    result = script("evaluate.py", path)
+    assert result.returncode == 2 and "not a safe checkpoint" in result.stderr and "Traceback" not in result.stderr
+    with open(path, "wb") as f:  # a plain pickle, not a torch zip file
+        pickle.dump(Payload(marker), f, protocol=2)
+    with pytest.raises(UserError):
+        load_policy(path)
+    assert not marker.exists()
+
+
+def test_corrupt_truncated_foreign_and_missing_files_get_one_sentence(tiny, tmp_path):
+    summary = train(tiny())
+    data = summary.checkpoint.read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(data[: len(data) // 2])
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(os.urandom(4096))
+    old = tmp_path / "old.pt"
+    torch.save({**torch.load(summary.checkpoint, weights_only=True), "format_version": 0}, old)
+    (tmp_path / "empty").mkdir()
+    cases = [(truncated, "truncated or corrupt"), (garbage, "truncated or corrupt"),
+             (old, "has checkpoint format 0"), (tmp_path / "empty", "holds no checkpoint"),
+             (tmp_path / "nowhere", "does not exist")]
+    for path, message in cases:
+        with pytest.raises(UserError, match=message):
+            load_policy(path)
+        result = script("evaluate.py", path)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_export_runs_without_the_package_and_matches_pytorch(tiny, tmp_path):
+    summary = train(tiny())
+    policy = load_policy(summary.checkpoint)
+    result = script("export.py", summary.checkpoint, "-o", tmp_path / "policy.pt2")
+    assert result.returncode == 0, result.stderr
+    obs = np.random.default_rng(1).normal(size=(7, 3)).astype(np.float32)
+    np.save(tmp_path / "obs.npy", obs)
+    code = ("import sys, numpy as np, torch\n"
+            "sys.modules['agents'] = sys.modules['envs'] = None  # prove the file needs neither\n"
+            "policy = torch.export.load('policy.pt2').module()\n"
+            "with torch.no_grad():\n"
+            "    for n in (1, 7):\n"
+            "        np.save(f'actions{n}.npy', policy(torch.from_numpy(np.load('obs.npy')[:n])).numpy())\n")
+    ran = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert ran.returncode == 0, ran.stderr
+    for n in (1, 7):
+        np.testing.assert_allclose(np.load(tmp_path / f"actions{n}.npy"), policy.act(obs[:n]), rtol=1e-5, atol=1e-6)
+    export_policy(policy, tmp_path / "again.pt2")  # the Python API writes the same kind of file
+    assert (tmp_path / "again.pt2").is_file()
+
+
+def test_evaluate_prints_json_writes_videos_and_refuses_other_spaces(tiny, tmp_path):
+    summary = train(tiny())
+    result = script("evaluate.py", summary.checkpoint.parent.parent, "--episodes", 2, "--json",
+                    "--video", tmp_path / "videos")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["env_id"] == "Pendulum-v1" and report["env_steps"] == 300 and report["episodes"] == 2
+    assert len(report["returns"]) == 2 and report["mean_return"] == pytest.approx(np.mean(report["returns"]))
+    assert "return" in result.stdout and "+-" in result.stdout
+    videos = sorted((tmp_path / "videos").glob("*.mp4"))
+    assert len(videos) == 2 and all(v.stat().st_size > 1000 for v in videos)
+    other = script("evaluate.py", summary.checkpoint, "--env", "MountainCarContinuous-v0")
+    assert other.returncode == 2 and "trained on Pendulum-v1" in other.stderr and "Traceback" not in other.stderr
