@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("MUJOCO_GL", "egl")
     from agents import load_policy
     from agents.errors import UserError
-    from agents.video import record_episodes
+    from agents.evaluation import run_episodes
     from envs import make_env
 
     try:
@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         env_id = args.env or policy.env_id
         env = make_env(env_id, render_mode="rgb_array" if args.video else None, rescale_actions=False)
         policy.check_env(env)
-        returns, lengths, videos = record_episodes(
+        returns, lengths, videos = run_episodes(
             lambda obs: policy.act(obs, deterministic=not args.stochastic), env, args.episodes, args.seed,
-            Path(args.video) if args.video else None, name=env_id.replace("/", "-"))
+            Path(args.video) if args.video else None, name=env_id.replace("/", "-") + "-episode")
         env.close()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

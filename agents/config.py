@@ -92,6 +92,8 @@ class Config:
     """Environment steps between deterministic evaluations; 0 disables them."""
     eval_episodes: int = 10
     """Episodes per evaluation, including the final one; 0 skips the final evaluation."""
+    video_every: int = 0
+    """Environment steps between evaluation videos (RUN_DIR/videos, and wandb); 0 disables them."""
     checkpoint_every: int = 100_000
     """Environment steps between checkpoints; 0 writes only the final one."""
     save_buffer: bool = True
@@ -111,7 +113,7 @@ class Config:
     def __post_init__(self):
         for name in ("total_steps", "batch_size", "buffer_size", "updates_per_step", "num_envs", "log_every"):
             _check(getattr(self, name) > 0, f"{name} must be a positive integer, got {getattr(self, name)}.")
-        for name in ("learning_starts", "eval_every", "eval_episodes", "checkpoint_every", "threads"):
+        for name in ("learning_starts", "eval_every", "eval_episodes", "video_every", "checkpoint_every", "threads"):
             _check(getattr(self, name) >= 0, f"{name} must be zero or positive, got {getattr(self, name)}.")
         _check(self.batch_size <= self.buffer_size,
                f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size}).")

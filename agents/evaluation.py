@@ -1,27 +1,50 @@
-"""Running a policy for whole episodes and collecting the returns."""
+"""Running a policy for whole episodes: returns, lengths, and optionally an mp4 of each episode."""
 
 from collections.abc import Callable
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+
+from agents.errors import UserError
 
 # Evaluation episodes are seeded apart from the training envs, and alike at every evaluation of a run.
 EVAL_SEED_OFFSET = 10_000
 
 
-def run_episodes(policy: Callable[[np.ndarray], np.ndarray], env: gym.Env, episodes: int,
-                 seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Returns and lengths of `episodes` episodes, the i-th reset with seed `seed + i`.
+def run_episodes(policy: Callable[[np.ndarray], np.ndarray], env: gym.Env, episodes: int, seed: int,
+                 video_dir: Path | None = None, name: str = "episode") -> tuple[np.ndarray, np.ndarray, list[Path]]:
+    """Returns, lengths and video paths of `episodes` episodes, the i-th reset with seed `seed + i`.
 
-    `policy` maps a batch of observations (1, O) to a batch of actions (1, A) in the env's action space.
+    `policy` maps a batch of observations (1, O) to a batch of actions (1, A) in `env`'s action space.
+    With `video_dir`, `env` must have been made with render_mode="rgb_array", and episode i is written to
+    `video_dir/<name>-<i>.mp4`.
     """
-    returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
+    returns, lengths, videos = np.zeros(episodes), np.zeros(episodes, dtype=np.int64), []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
+        frames = [env.render()] if video_dir else []
         done = False
         while not done:
             obs, reward, terminated, truncated, _ = env.step(policy(obs[None])[0])
             returns[i] += float(reward)
             lengths[i] += 1
             done = terminated or truncated
-    return returns, lengths
+            if video_dir:
+                frames.append(env.render())
+        if video_dir:
+            videos.append(write_video(frames, video_dir / f"{name}-{i}.mp4", fps=env.metadata.get("render_fps", 30)))
+    return returns, lengths, videos
+
+
+def write_video(frames: list[np.ndarray], path: Path, fps: int) -> Path:
+    import imageio.v2 as imageio  # imported here: only videos need it
+
+    if not frames or frames[0] is None:
+        raise UserError("the environment rendered no frames; it may not support render_mode='rgb_array'.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # macro_block_size=1 keeps odd frame sizes as they are instead of resizing them.
+    with imageio.get_writer(path, fps=fps, codec="libx264", macro_block_size=1, quality=7) as writer:
+        for frame in frames:
+            writer.append_data(frame)
+    return path

@@ -1,14 +1,22 @@
 """Where metrics go: wandb (online, offline or off) and a small local file of evaluation results."""
 
 import csv
+import hashlib
+import json
 import netrc
 import os
+import subprocess
 import sys
 from pathlib import Path
 
+import agents
 from agents.config import Config, to_dict
 
 WANDB_PROJECT = "pathwise"
+ROOT = Path(__file__).resolve().parent.parent
+# Fields that do not change what a run learns: runs that differ only in these (and the seed) share a group.
+NOT_THE_EXPERIMENT = ("seed", "run_dir", "device", "threads", "wandb", "log_every", "checkpoint_every",
+                      "save_buffer", "video_every")
 
 
 def wandb_logged_in() -> bool:
@@ -21,8 +29,32 @@ def wandb_logged_in() -> bool:
 
 
 def resolve_wandb_mode(mode: str | None) -> str:
-    """The mode asked for; without one, online when an API key is known, otherwise offline (never a prompt)."""
-    return mode or ("online" if wandb_logged_in() else "offline")
+    """The flag; else WANDB_MODE; else online with an API key (environment or ~/.netrc), offline without.
+    The mode is always passed to wandb.init explicitly, so wandb never prompts for a login."""
+    if mode:
+        return mode
+    env_mode = os.environ.get("WANDB_MODE", "").lower()
+    if env_mode in ("online", "offline", "disabled"):
+        return env_mode
+    if env_mode == "dryrun":
+        return "offline"
+    return "online" if wandb_logged_in() else "offline"
+
+
+def experiment_group(config: Config, agent_name: str) -> str:
+    """A name shared by runs whose configs differ only by seed (and other fields that do not change learning)."""
+    identity = {k: v for k, v in to_dict(config).items() if k not in NOT_THE_EXPERIMENT}
+    digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{config.env}__{agent_name}__{digest}"
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
 
 
 class Logger:
@@ -35,18 +67,22 @@ class Logger:
         if not self.eval_path.exists():
             self.eval_path.write_text("env_steps,return_mean,return_std,length_mean\n")
         self.run, self.run_id = None, run_id
-        if self.mode != "disabled":
-            import wandb  # imported here: it takes a second and is not needed with wandb disabled
+        if self.mode == "disabled":
+            return
+        import wandb  # imported here: it takes a second and is not needed with wandb disabled
 
-            self.run = wandb.init(
-                project=WANDB_PROJECT, mode=self.mode, dir=run_dir, name=run_dir.name, config=to_dict(config),
-                group=f"{config.env}__{agent_name}", tags=[config.env, agent_name, f"seed{config.seed}"],
-                id=run_id, resume="allow",
-            )
-            self.run_id = self.run.id
-            if self.mode == "offline":
-                print(f"wandb is offline; upload this run later with: wandb sync {run_dir / 'wandb'}/offline-run-*",
-                      file=sys.stderr)
+        self.run = wandb.init(
+            project=WANDB_PROJECT, mode=self.mode, dir=run_dir, name=run_dir.name, id=run_id, resume="allow",
+            config={**to_dict(config), "agent": agent_name, "pathwise_version": agents.__version__,
+                    "git_commit": git_commit()},
+            group=experiment_group(config, agent_name), tags=[config.env, agent_name, f"seed{config.seed}"],
+            settings=wandb.Settings(silent=True),
+        )
+        self.run_id = self.run.id
+        if self.mode == "offline":
+            print(f"wandb: offline; upload later with: wandb sync {Path(self.run.dir).parent}", file=sys.stderr)
+        else:
+            print(f"wandb: {self.run.url}", file=sys.stderr)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         if self.run is not None:
@@ -57,6 +93,12 @@ class Logger:
             csv.writer(f).writerow([step, f"{return_mean:.4f}", f"{return_std:.4f}", f"{length_mean:.1f}"])
         self.log({"eval/return_mean": return_mean, "eval/return_std": return_std,
                   "eval/episode_length": length_mean}, step)
+
+    def log_video(self, path: Path, step: int) -> None:
+        if self.run is not None:
+            import wandb
+
+            self.run.log({"eval/video": wandb.Video(str(path), format="mp4")}, step=step)
 
     def close(self) -> None:
         if self.run is not None:

@@ -43,6 +43,11 @@ def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_ent
     return -(log_alpha.exp() * (log_prob + target_entropy)).mean()
 
 
+def grad_norm(params) -> torch.Tensor:
+    """The global L2 norm of the gradients, as a tensor (no host sync)."""
+    return torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]).detach()
+
+
 class SAC:
     name = "sac"
 
@@ -81,11 +86,13 @@ class SAC:
         loss_q, info = critic_loss(batch, self.actor, self.critic, self.critic_target, alpha, self.config.gamma)
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss_q.backward()
+        info["critic_grad_norm"] = grad_norm(self._params)
         self.critic_optimizer.step()
 
         loss_pi, log_prob, actor_info = actor_loss(batch.obs, self.actor, self._frozen_critic, alpha)
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss_pi.backward()
+        info["actor_grad_norm"] = grad_norm(self.actor.parameters())
         self.actor_optimizer.step()
         info.update(actor_info)
 

@@ -2,6 +2,7 @@
 
 import contextlib
 import dataclasses
+import os
 import random
 import signal
 import threading
@@ -102,6 +103,8 @@ class Trainer:
                 if _crossed(self.env_steps, n, cfg.eval_every) and self.env_steps < cfg.total_steps:
                     self.evaluate(cfg.eval_episodes)
                     progress.show(self._progress_stats())
+                if _crossed(self.env_steps, n, cfg.video_every):
+                    self.record_video()
                 if _crossed(self.env_steps, n, cfg.checkpoint_every) and self.env_steps < cfg.total_steps:
                     self.save()
                 if self._stop_requested:
@@ -163,10 +166,22 @@ class Trainer:
         return act
 
     def evaluate(self, episodes: int) -> tuple[float, float]:
-        returns, lengths = run_episodes(self.policy(), self.eval_env, episodes, self.config.seed + EVAL_SEED_OFFSET)
+        returns, lengths, _ = run_episodes(self.policy(), self.eval_env, episodes,
+                                           self.config.seed + EVAL_SEED_OFFSET)
         self.last_eval = (float(returns.mean()), float(returns.std()))
         self.logger.log_eval(self.env_steps, *self.last_eval, float(lengths.mean()))
         return self.last_eval
+
+    def record_video(self) -> Path:
+        """One deterministic evaluation episode, written to RUN_DIR/videos and logged to wandb."""
+        env = make_env(self.config.env, render_mode="rgb_array")
+        try:
+            _, _, (path,) = run_episodes(self.policy(), env, 1, self.config.seed + EVAL_SEED_OFFSET,
+                                         self.run_dir / "videos", name=f"step_{self.env_steps:09d}")
+        finally:
+            env.close()
+        self.logger.log_video(path, self.env_steps)
+        return path
 
     def _accumulate(self, info: dict[str, torch.Tensor]) -> None:
         # Summed on the device: no host sync until the log interval.
@@ -314,6 +329,9 @@ def default_run_dir(config: Config, agent_name: str) -> Path:
 def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None = None) -> Trainer:
     """Everything a run needs, made from its config: device, seeds, envs, run directory, agent, buffer, logger."""
     device = resolve_device(config.device)
+    if config.video_every:  # render without a display: pygame (classic control) and MuJoCo
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        os.environ.setdefault("MUJOCO_GL", "egl")
     if config.threads:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)

@@ -1,0 +1,139 @@
+"""Watching training: wandb offline and read back with wandb's own reader, never a prompt, plots without wandb."""
+
+import json
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from agents.logger import experiment_group, resolve_wandb_mode
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMED_METRICS = ("train/episode_return", "train/episode_length", "train/critic_loss", "train/actor_loss",
+                 "train/alpha", "train/entropy", "train/q_mean", "eval/return_mean", "eval/return_std", "time/sps",
+                 "train/critic_grad_norm", "train/actor_grad_norm", "train/log_std", "train/target_entropy",
+                 "buffer/size", "time/env_fraction")
+
+
+def no_wandb_account(tmp_path):
+    """The environment of a user with no wandb account: no key, no mode, no netrc."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    return {**env, "HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT), "SDL_VIDEODRIVER": "dummy"}
+
+
+def train_without_account(tmp_path, run_dir, *extra, stdin=subprocess.DEVNULL):
+    args = ["--env", "Pendulum-v1", "--total-steps", "400", "--learning-starts", "100", "--batch-size", "32",
+            "--hidden-sizes", "16", "16", "--eval-every", "200", "--eval-episodes", "1", "--log-every", "100",
+            "--threads", "1", "--run-dir", str(run_dir), *extra]
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], env=no_wandb_account(tmp_path),
+                          stdin=stdin, capture_output=True, text=True, timeout=240)
+
+
+def inspect(run_path, summary=True):
+    args = [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run_path)]
+    out = subprocess.run(args + (["--summary"] if summary else []), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout) if summary else [json.loads(line) for line in out.stdout.splitlines() if line]
+
+
+def test_offline_run_without_account_is_read_back_with_the_named_metrics_and_config(tmp_path):
+    run_dir = tmp_path / "run"
+    result = train_without_account(tmp_path, run_dir, "--video-every", "400")  # stdin closed, no key, no mode
+    assert result.returncode == 0, result.stderr
+    assert "wandb: offline; upload later with: wandb sync" in result.stderr
+    (offline_run,) = (run_dir / "wandb").glob("offline-run-*")  # wandb's files live inside the run directory
+    report = inspect(offline_run)
+    assert set(NAMED_METRICS) <= set(report["summary"]), set(NAMED_METRICS) - set(report["summary"])
+    assert report["summary"]["_step"] == 400  # the x-axis is env steps
+    config = report["config"]
+    assert config["env"] == "Pendulum-v1" and config["sac"]["hidden_sizes"] == [16, 16]
+    assert config["pathwise_version"] and "git_commit" in config and config["agent"] == "sac"
+    assert {"Pendulum-v1", "sac", "seed1"} <= set(report["tags"])
+    records = inspect(offline_run, summary=False)
+    (run_record,) = [r["run"] for r in records if r["type"] == "run"]
+    assert run_record["run_group"].startswith("Pendulum-v1__sac__")
+    steps = [r["history"]["step"]["num"] for r in records if r["type"] == "history"]
+    assert steps == sorted(steps) and steps[-1] == 400
+    assert list((run_dir / "videos").glob("step_000000400-*.mp4"))
+    logged = [k for r in records if r["type"] == "history" for k in r["history"]["item"]]
+    assert "eval/video.path" in logged
+
+    resumed = subprocess.run([sys.executable, str(ROOT / "train.py"), "--resume", str(run_dir), "--total-steps",
+                              "600"], env=no_wandb_account(tmp_path), stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr
+    runs = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and runs[0].name.split("-")[-1] == runs[1].name.split("-")[-1]  # the same run id
+    assert inspect(runs[1])["summary"]["_step"] == 600  # the step counter went on, not back
+
+
+def test_a_terminal_on_stdin_gets_no_login_prompt_either(tmp_path):
+    controller, terminal = pty.openpty()
+    try:
+        result = train_without_account(tmp_path, tmp_path / "run", stdin=terminal)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert result.returncode == 0, result.stderr
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+
+
+def test_wandb_mode_resolution(monkeypatch, tmp_path):
+    for key in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert resolve_wandb_mode(None) == "offline"
+    assert resolve_wandb_mode("disabled") == "disabled"
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password abc\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    assert resolve_wandb_mode(None) == "online"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert resolve_wandb_mode(None) == "disabled"
+    assert resolve_wandb_mode("offline") == "offline"
+
+
+def test_runs_that_differ_only_by_seed_share_a_group(tiny):
+    a, b, c = tiny(seed=1), tiny(seed=2, run_dir="elsewhere"), tiny(seed=1, batch_size=64)
+    assert experiment_group(a, "sac") == experiment_group(b, "sac") != experiment_group(c, "sac")
+
+
+def test_plot_draws_seeds_as_one_curve_with_a_band(tiny, tmp_path):
+    import plot
+    from agents.trainer import train
+
+    for seed in (1, 2):
+        train(tiny(seed=seed, run_dir=str(tmp_path / f"s{seed}"), eval_every=100, total_steps=300))
+    groups = plot.group_runs([tmp_path / "s1", tmp_path / "s2"])
+    assert len(groups) == 1 and len(groups[0][1]) == 2
+    out = subprocess.run([sys.executable, str(ROOT / "plot.py"), str(tmp_path / "s1"), str(tmp_path / "s2"), "-o",
+                          str(tmp_path / "curves.png")], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = subprocess.run([sys.executable, str(ROOT / "plot.py"), str(tmp_path)], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert bad.returncode == 2 and "is not a run directory" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_mean_and_band():
+    import plot
+
+    steps = np.array([0, 10, 20])
+    curves = [(steps, np.array([0.0, 2.0, 4.0])), (steps, np.array([2.0, 4.0, 6.0])), (steps, np.array([1., 3, 5]))]
+    grid, mean, lower, upper = plot.mean_and_band(curves)
+    np.testing.assert_allclose(mean, [1, 3, 5])
+    half = 4.30 * 1.0 / np.sqrt(3)  # t(0.975, 2 dof) * sample std / sqrt(n)
+    np.testing.assert_allclose(lower, np.maximum(mean - half, [0, 2, 4]))
+    np.testing.assert_allclose(upper, np.minimum(mean + half, [2, 4, 6]))
+    shorter = [(steps, np.zeros(3)), (steps[:2], np.ones(2))]
+    assert plot.mean_and_band(shorter)[0].tolist() == [0, 10]
+
+
+def test_progress_lines_are_plain_when_not_a_terminal(tmp_path):
+    result = train_without_account(tmp_path, tmp_path / "run", "--wandb", "disabled")
+    lines = [line for line in result.stderr.splitlines() if line.startswith("step ")]
+    assert len(lines) >= 4 and all("steps/s" in line and "ETA" in line for line in lines)
+    assert "\r" not in result.stderr and "\x1b[" not in result.stderr
