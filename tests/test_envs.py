@@ -23,6 +23,11 @@ def test_discrete_action_space_is_refused():
         make_env("CartPole-v1")
 
 
+def test_unbounded_action_space_is_refused():
+    with pytest.raises(UserError, match="unbounded action space"):
+        make_env("Unbounded-v0")
+
+
 def test_vector_env_does_not_reset_by_itself():
     envs = make_vector_env("CounterTruncates-v0", 2)
     envs.reset(seed=0)

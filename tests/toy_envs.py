@@ -45,10 +45,18 @@ class Reach(gym.Env):
         return self.target.copy(), reward, True, False, {}
 
 
+class Unbounded(Counter):
+    """A Box action space without finite bounds."""
+
+    def __init__(self):
+        super().__init__()
+        self.action_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+
+
 def register() -> None:
     if "CounterTerminates-v0" in gym.registry:
         return
     gym.register("CounterTerminates-v0", entry_point=Counter, kwargs={"terminate_at": 3}, max_episode_steps=100)
     gym.register("CounterTruncates-v0", entry_point=Counter, max_episode_steps=3)
     gym.register("Reach-v0", entry_point=Reach)
-    gym.register("DiscreteToy-v0", entry_point="gymnasium.envs.classic_control:CartPoleEnv")
+    gym.register("Unbounded-v0", entry_point=Unbounded)
