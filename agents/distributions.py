@@ -53,7 +53,8 @@ class TanhNormal(Distribution):
         return torch.tanh(self.loc)
 
     def rsample(self, sample_shape: torch.Size = _NO_SHAPE) -> torch.Tensor:
-        return self.rsample_and_log_prob(sample_shape)[0]
+        eps = torch.randn(self._extended_shape(sample_shape), dtype=self.loc.dtype, device=self.loc.device)
+        return torch.tanh(self.loc + self.scale * eps)
 
     def rsample_and_log_prob(self, sample_shape: torch.Size = _NO_SHAPE) -> tuple[torch.Tensor, torch.Tensor]:
         """One reparameterized sample and its log-density, from the same pre-tanh draw (no atanh, no cache)."""
