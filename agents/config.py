@@ -104,6 +104,10 @@ class Config:
     """auto, cpu, cuda or cuda:N; auto picks CUDA when present."""
     threads: int = 0
     """CPU threads for torch; 0 keeps torch's default."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16 runs the networks' matmuls in bfloat16 (autocast); weights, losses and optimizers stay float32."""
+    compile: bool = False
+    """Compile the update with torch.compile: slower to start (tens of seconds), faster per step."""
     run_dir: str | None = None
     """Folder of this run; none means runs/<env>__sac__s<seed>__<time>."""
     wandb: Literal["online", "offline", "disabled"] | None = None

@@ -25,7 +25,8 @@ class Actor(nn.Module):
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
     def forward(self, obs: torch.Tensor) -> TanhNormal:
-        loc, log_std = self.head(self.trunk(obs)).chunk(2, dim=-1)  # (B, A) each
+        # float(): under bf16 autocast the matmuls run in bf16, the distribution and its log-probs in float32.
+        loc, log_std = self.head(self.trunk(obs)).float().chunk(2, dim=-1)  # (B, A) each
         # A smooth squash into [min, max] rather than a clamp, so the bound never zeroes the gradient.
         log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (torch.tanh(log_std) + 1.0)
         return TanhNormal(loc, log_std.exp(), validate_args=False)
@@ -43,7 +44,9 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        if frozen:  # gradients flow to x only: the weight-gradient matmuls are skipped
+            return torch.baddbmm(self.bias.detach(), x, self.weight.detach())
         return torch.baddbmm(self.bias, x, self.weight)
 
 
@@ -56,9 +59,10 @@ class QEnsemble(nn.Module):
         sizes = (obs_dim + act_dim, *hidden_sizes, 1)
         self.layers = nn.ModuleList(EnsembleLinear(num_critics, i, o) for i, o in zip(sizes[:-1], sizes[1:]))
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        """Q values (E, B). With `frozen`, no gradient reaches the weights (the actor loss needs only dQ/da)."""
         x = torch.cat([obs, action], dim=-1)  # (B, O + A)
         x = x.expand(self.num_critics, *x.shape)  # (E, B, O + A)
         for layer in self.layers[:-1]:
-            x = torch.relu(layer(x))
-        return self.layers[-1](x).squeeze(-1)  # (E, B)
+            x = torch.relu(layer(x, frozen))
+        return self.layers[-1](x, frozen).squeeze(-1).float()

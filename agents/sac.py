@@ -7,7 +7,6 @@ actor loss alpha * log pi(a|s) - min_i Q_i(s, a) backpropagates through the acti
 import copy
 
 import torch
-from torch.func import functional_call
 
 from agents.config import SACConfig
 from agents.networks import Actor, QEnsemble
@@ -51,8 +50,10 @@ def grad_norm(params) -> torch.Tensor:
 class SAC:
     name = "sac"
 
-    def __init__(self, obs_dim: int, act_dim: int, config: SACConfig, device: torch.device):
+    def __init__(self, obs_dim: int, act_dim: int, config: SACConfig, device: torch.device,
+                 precision: str = "fp32", compile: bool = False):
         self.config, self.device = config, device
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
         self.actor = Actor(obs_dim, act_dim, config.hidden_sizes, config.log_std_min, config.log_std_max).to(device)
         self.critic = QEnsemble(obs_dim, act_dim, config.hidden_sizes, config.num_critics).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
@@ -60,11 +61,17 @@ class SAC:
         self.autotune = config.alpha is None
         alpha = config.init_alpha if self.autotune else config.alpha
         self.log_alpha = torch.tensor(float(alpha), device=device).log().requires_grad_(self.autotune)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.alpha_lr) if self.autotune else None
+        # One Adam over three parameter groups, each with its own learning rate, stepped once per update; fused:
+        # one kernel for all parameters.
+        groups = [{"params": list(self.critic.parameters()), "lr": config.critic_lr},
+                  {"params": list(self.actor.parameters()), "lr": config.actor_lr}]
+        if self.autotune:
+            groups.append({"params": [self.log_alpha], "lr": config.alpha_lr})
+        self.optimizer = torch.optim.Adam(groups, fused=True)
         self._params = list(self.critic.parameters())
         self._target_params = list(self.critic_target.parameters())
+        if compile:
+            self.update = torch.compile(self.update)
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -76,46 +83,40 @@ class SAC:
         return dist.mode if deterministic else dist.sample()
 
     def _frozen_critic(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        # The actor loss needs dQ/da, not dQ/dtheta: detached critic weights skip the weight-gradient matmuls.
-        params = {name: p.detach() for name, p in self.critic.named_parameters()}
-        return functional_call(self.critic, params, (obs, action))
+        return self.critic(obs, action, frozen=True)
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One gradient step on critics, actor and temperature, then the Polyak step. Returns detached tensors."""
+        """One gradient step on critics, actor and temperature together, then the Polyak step.
+
+        The three losses depend on disjoint parameters (the critic loss runs the actor without gradients, the
+        actor loss sees the critics' weights detached, the temperature loss sees only log_alpha), so one backward
+        of their sum gives each part exactly its own gradient, all taken at the same parameters, as in the
+        original SAC implementation's simultaneous update. Returns detached tensors; never syncs with the host.
+        """
         alpha = self.alpha
-        loss_q, info = critic_loss(batch, self.actor, self.critic, self.critic_target, alpha, self.config.gamma)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        loss_q.backward()
-        info["critic_grad_norm"] = grad_norm(self._params)
-        self.critic_optimizer.step()
-
-        loss_pi, log_prob, actor_info = actor_loss(batch.obs, self.actor, self._frozen_critic, alpha)
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        loss_pi.backward()
-        info["actor_grad_norm"] = grad_norm(self.actor.parameters())
-        self.actor_optimizer.step()
+        with self.autocast:
+            loss_q, info = critic_loss(batch, self.actor, self.critic, self.critic_target, alpha, self.config.gamma)
+            loss_pi, log_prob, actor_info = actor_loss(batch.obs, self.actor, self._frozen_critic, alpha)
         info.update(actor_info)
-
+        loss = loss_q + loss_pi
         if self.autotune:
             loss_alpha = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
-            self.alpha_optimizer.zero_grad(set_to_none=True)
-            loss_alpha.backward()
-            self.alpha_optimizer.step()
             info["alpha_loss"] = loss_alpha.detach()
-
+            loss = loss + loss_alpha
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        info["critic_grad_norm"] = grad_norm(self._params)
+        info["actor_grad_norm"] = grad_norm(self.actor.parameters())
+        self.optimizer.step()
         with torch.no_grad():
             torch._foreach_lerp_(self._target_params, self._params, self.config.tau)
         info["alpha"] = self.alpha
         return info
 
     def state_dict(self) -> dict:
-        state = {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-                 "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
-                 "actor_optimizer": self.actor_optimizer.state_dict(),
-                 "critic_optimizer": self.critic_optimizer.state_dict()}
-        if self.alpha_optimizer is not None:
-            state["alpha_optimizer"] = self.alpha_optimizer.state_dict()
-        return state
+        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+                "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
+                "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.actor.load_state_dict(state["actor"])
@@ -123,7 +124,4 @@ class SAC:
         self.critic_target.load_state_dict(state["critic_target"])
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
-        if self.alpha_optimizer is not None:
-            self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
+        self.optimizer.load_state_dict(state["optimizer"])

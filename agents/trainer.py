@@ -26,7 +26,7 @@ from envs import make_env, make_vector_env, space_signature
 
 KEEP_CHECKPOINTS = 2
 # Fields a resumed run may change: none of them alters what the agent learns.
-RESUMABLE_FIELDS = ("total_steps", "device", "threads", "wandb", "log_every")
+RESUMABLE_FIELDS = ("total_steps", "device", "threads", "wandb", "log_every", "compile")
 
 
 @dataclasses.dataclass
@@ -345,7 +345,7 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
                         "--run-dir.")
     run_dir.mkdir(parents=True, exist_ok=True)
     save_yaml(config, run_dir / "config.yaml")
-    agent = SAC(obs_dim, act_dim, config.sac, device)
+    agent = SAC(obs_dim, act_dim, config.sac, device, precision=config.precision, compile=config.compile)
     buffer = ReplayBuffer(config.buffer_size, obs_dim, act_dim, device, seed=config.seed)
     logger = Logger(run_dir, config, SAC.name, run_id=wandb_id)
     return Trainer(config, envs, eval_env, agent, buffer, logger, run_dir, device)

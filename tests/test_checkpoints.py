@@ -32,9 +32,8 @@ def agent_tensors(path):
     state = load_checkpoint(path)["agent_state"]
     tensors = {f"{part}.{k}": v for part in ("actor", "critic", "critic_target") for k, v in state[part].items()}
     tensors["log_alpha"] = state["log_alpha"]
-    for part in ("actor_optimizer", "critic_optimizer"):
-        for i, moments in state[part]["state"].items():
-            tensors.update({f"{part}.{i}.{k}": v for k, v in moments.items()})
+    for i, moments in state["optimizer"]["state"].items():
+        tensors.update({f"optimizer.{i}.{k}": v for k, v in moments.items()})
     return tensors
 
 
