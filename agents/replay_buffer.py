@@ -25,6 +25,9 @@ class ReplayBuffer:
         self.terminated = torch.empty((capacity,), dtype=torch.float32, device=device)
         self.pos, self.size = 0, 0
         self.generator = torch.Generator(device=device).manual_seed(seed)
+        self._stores = (self.obs, self.action, self.reward, self.next_obs, self.terminated)
+        # On the CPU, NumPy views of the same memory: a step's transition is written without any torch op.
+        self._host_views = tuple(t.numpy() for t in self._stores) if self.device.type == "cpu" else None
 
     def __len__(self) -> int:
         return self.size
@@ -33,10 +36,15 @@ class ReplayBuffer:
             terminated: np.ndarray) -> None:
         """Store N transitions (leading dimension N of every argument)."""
         n = len(obs)
-        idx = torch.arange(self.pos, self.pos + n, device=self.device) % self.capacity
-        for store, value in ((self.obs, obs), (self.action, action), (self.reward, reward),
-                             (self.next_obs, next_obs), (self.terminated, terminated)):
-            store[idx] = torch.as_tensor(np.asarray(value), dtype=torch.float32).to(self.device)
+        values = (obs, action, reward, next_obs, terminated)
+        end = self.pos + n
+        rows = slice(self.pos, end) if end <= self.capacity else np.arange(self.pos, end) % self.capacity
+        if self._host_views is not None:
+            for view, value in zip(self._host_views, values):
+                view[rows] = value
+        else:
+            for store, value in zip(self._stores, values):
+                store[rows] = torch.as_tensor(np.asarray(value), dtype=torch.float32).to(self.device, non_blocking=True)
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 

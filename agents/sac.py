@@ -61,17 +61,23 @@ class SAC:
         self.autotune = config.alpha is None
         alpha = config.init_alpha if self.autotune else config.alpha
         self.log_alpha = torch.tensor(float(alpha), device=device).log().requires_grad_(self.autotune)
-        # One Adam over three parameter groups, each with its own learning rate, stepped once per update; fused:
-        # one kernel for all parameters.
-        groups = [{"params": list(self.critic.parameters()), "lr": config.critic_lr},
-                  {"params": list(self.actor.parameters()), "lr": config.actor_lr}]
+        # One Adam for critics, actor and temperature, stepped once per update; fused: one kernel per parameter
+        # group, and parts that share a learning rate share a group (each Adam moment is per parameter anyway).
+        parts = [(config.critic_lr, list(self.critic.parameters())), (config.actor_lr, list(self.actor.parameters()))]
         if self.autotune:
-            groups.append({"params": [self.log_alpha], "lr": config.alpha_lr})
-        self.optimizer = torch.optim.Adam(groups, fused=True)
+            parts.append((config.alpha_lr, [self.log_alpha]))
+        by_lr: dict[float, list[torch.Tensor]] = {}
+        for lr, params in parts:
+            by_lr.setdefault(lr, []).extend(params)
+        self.optimizer = torch.optim.Adam([{"params": p, "lr": lr} for lr, p in by_lr.items()], fused=True)
         self._params = list(self.critic.parameters())
         self._target_params = list(self.critic_target.parameters())
+        # torch.compile takes the losses (forward and, through AOTAutograd, their backward); the optimizer step
+        # and the Polyak step stay eager, where the fused kernels already run them in one call each.
         if compile:
-            self.update = torch.compile(self.update)
+            # Random draws as in eager mode, so a compiled run samples the same numbers from the same seed.
+            torch._inductor.config.fallback_random = True
+            self._losses = torch.compile(self._losses)
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -93,16 +99,7 @@ class SAC:
         of their sum gives each part exactly its own gradient, all taken at the same parameters, as in the
         original SAC implementation's simultaneous update. Returns detached tensors; never syncs with the host.
         """
-        alpha = self.alpha
-        with self.autocast:
-            loss_q, info = critic_loss(batch, self.actor, self.critic, self.critic_target, alpha, self.config.gamma)
-            loss_pi, log_prob, actor_info = actor_loss(batch.obs, self.actor, self._frozen_critic, alpha)
-        info.update(actor_info)
-        loss = loss_q + loss_pi
-        if self.autotune:
-            loss_alpha = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
-            info["alpha_loss"] = loss_alpha.detach()
-            loss = loss + loss_alpha
+        loss, info = self._losses(batch, self.alpha)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         info["critic_grad_norm"] = grad_norm(self._params)
@@ -112,6 +109,19 @@ class SAC:
             torch._foreach_lerp_(self._target_params, self._params, self.config.tau)
         info["alpha"] = self.alpha
         return info
+
+    def _losses(self, batch: Batch, alpha: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The sum of the three losses, and their diagnostics."""
+        with self.autocast:
+            loss_q, info = critic_loss(batch, self.actor, self.critic, self.critic_target, alpha, self.config.gamma)
+            loss_pi, log_prob, actor_info = actor_loss(batch.obs, self.actor, self._frozen_critic, alpha)
+        info.update(actor_info)
+        loss = loss_q + loss_pi
+        if self.autotune:
+            loss_alpha = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
+            info["alpha_loss"] = loss_alpha.detach()
+            loss = loss + loss_alpha
+        return loss, info
 
     def state_dict(self) -> dict:
         return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),

@@ -5,7 +5,7 @@ import torch
 
 from agents.config import SACConfig
 from agents.replay_buffer import Batch
-from agents.sac import SAC, actor_loss, critic_loss
+from agents.sac import SAC, actor_loss, critic_loss, temperature_loss
 
 OBS, ACT, B = 3, 2, 64
 
@@ -74,7 +74,7 @@ def test_default_target_entropy_is_minus_action_dim_and_fixed_alpha_stays_fixed(
     assert make_agent().target_entropy == -ACT
     agent = make_agent(alpha=0.1)
     agent.update(make_batch())
-    assert agent.alpha.item() == pytest.approx(0.1) and len(agent.optimizer.param_groups) == 2
+    assert agent.alpha.item() == pytest.approx(0.1) and not agent.log_alpha.requires_grad
     assert make_agent(alpha=0.0).update(make_batch())["alpha"].item() == 0.0
 
 
@@ -111,3 +111,52 @@ def test_state_dict_round_trip_restores_identical_behaviour():
     b = clone.update(make_batch(1))
     for key in a:
         torch.testing.assert_close(a[key], b[key])
+
+
+def test_one_backward_of_the_summed_losses_gives_each_part_its_own_gradient():
+    agent = make_agent()
+    batch = make_batch()
+    torch.manual_seed(3)
+    agent.update(batch)  # fills .grad with the summed loss's gradients (taken before the step)
+    summed = {name: p.grad.clone() for name, p in agent.critic.named_parameters()}
+    summed_actor = {name: p.grad.clone() for name, p in agent.actor.named_parameters()}
+    alpha_grad = agent.log_alpha.grad.clone()
+
+    reference = make_agent()  # the same initial parameters; each loss backpropagated alone
+    torch.manual_seed(3)
+    alpha = reference.alpha
+    loss_q, _ = critic_loss(batch, reference.actor, reference.critic, reference.critic_target, alpha, 0.99)
+    loss_q.backward()
+    assert all(torch.allclose(p.grad, summed[n], atol=1e-6) for n, p in reference.critic.named_parameters())
+    assert all(p.grad is None for p in reference.actor.parameters())
+    loss_pi, log_prob, _ = actor_loss(batch.obs, reference.actor, reference._frozen_critic, alpha)
+    loss_pi.backward()
+    assert all(torch.allclose(p.grad, summed_actor[n], atol=1e-6) for n, p in reference.actor.named_parameters())
+    temperature_loss(reference.log_alpha, log_prob, reference.target_entropy).backward()
+    torch.testing.assert_close(reference.log_alpha.grad, alpha_grad)
+
+
+def test_bf16_autocast_keeps_log_probs_losses_and_weights_in_float32():
+    torch.manual_seed(0)
+    agent = SAC(OBS, ACT, SACConfig(hidden_sizes=(32, 32)), torch.device("cpu"), precision="bf16")
+    with agent.autocast:
+        dist = agent.actor(make_batch().obs)
+        q = agent.critic(make_batch().obs, make_batch().action)
+    assert dist.loc.dtype == dist.scale.dtype == q.dtype == torch.float32
+    info = agent.update(make_batch())
+    assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in info.values())
+    assert all(p.dtype == torch.float32 for p in agent.critic.parameters())
+
+
+def test_compiled_update_matches_the_eager_update():
+    eager = make_agent()
+    torch.manual_seed(0)
+    compiled = SAC(OBS, ACT, SACConfig(hidden_sizes=(32, 32)), torch.device("cpu"), compile=True)
+    for step in range(3):
+        torch.manual_seed(step)
+        a = eager.update(make_batch(step))
+        torch.manual_seed(step)
+        b = compiled.update(make_batch(step))
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(flat(eager.actor), flat(compiled.actor), rtol=1e-4, atol=1e-5)
