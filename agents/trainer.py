@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from agents import checkpoint
-from agents.config import Config, from_dict, merge, save_yaml, to_dict
+from agents.config import Config, check_layer, from_dict, merge, save_yaml, to_dict
 from agents.errors import UserError
 from agents.evaluation import EVAL_SEED_OFFSET, run_episodes
 from agents.logger import Logger
@@ -25,7 +25,8 @@ from agents.sac import SAC
 from envs import make_env, make_vector_env, space_signature
 
 KEEP_CHECKPOINTS = 2
-# Fields a resumed run may change: none of them alters what the agent learns.
+# Fields a resumed run may change. None alters what the agent learns; a change of device or of --compile can
+# change the last bits of the arithmetic, so only an unchanged one keeps the resume bit-exact.
 RESUMABLE_FIELDS = ("total_steps", "device", "threads", "wandb", "log_every", "compile")
 
 
@@ -107,7 +108,7 @@ class Trainer:
                     self.record_video()
                 if _crossed(self.env_steps, n, cfg.checkpoint_every) and self.env_steps < cfg.total_steps:
                     self.save()
-                if self._stop_requested:
+                if self._stop_requested and self.env_steps < cfg.total_steps:
                     progress.close()
                     raise Interrupted(self.save())
         progress.close()
@@ -270,6 +271,7 @@ class Trainer:
         self.ep_return, self.ep_length = state["ep_return"].numpy().copy(), state["ep_length"].numpy().copy()
         self.episode_seeds = state["episode_seeds"].numpy().copy()
         self.last_eval = tuple(state["last_eval"]) if state["last_eval"] else None
+        self.logger.forget_evaluations_after(self.env_steps)
         if "buffer" in payload:
             self.buffer.load_state_dict(payload["buffer"])
         self._rebuild_episodes()
@@ -284,7 +286,9 @@ class Trainer:
         that cannot be rebuilt (no buffer saved, an env that is not deterministic) starts anew instead."""
         n = self.config.num_envs
         sub_envs = getattr(self.envs, "envs", None)  # SyncVectorEnv's own envs
-        self.obs = np.zeros((n, *self.envs.single_observation_space.shape), self.envs.single_observation_space.dtype)
+        # A full reset first, so that the vector env holds an observation for every sub-env (a later reset_mask
+        # reset stacks them all); the replays below then move single sub-envs on from there.
+        self.obs, _ = self.envs.reset(seed=[int(s) for s in self.episode_seeds])
         rebuilt = np.zeros(n, dtype=bool)
         for j in range(n):
             length = int(self.ep_length[j])
@@ -293,11 +297,13 @@ class Trainer:
             rows = (self.buffer.pos - n * (length - np.arange(length)) + j) % self.buffer.capacity
             obs_rows = self.buffer.obs[rows].cpu().numpy()
             actions = self.buffer.action[rows].cpu().numpy()
+            expected = np.concatenate([obs_rows, self.buffer.next_obs[rows[-1:]].cpu().numpy()]) if length else obs_rows
             obs, _ = sub_envs[j].reset(seed=int(self.episode_seeds[j]))
-            for t in range(length):
-                if not np.array_equal(np.asarray(obs, np.float32), obs_rows[t]):
+            for t in range(length + 1):
+                if t < len(expected) and not np.array_equal(np.asarray(obs, np.float32), expected[t]):
                     break
-                obs, *_ = sub_envs[j].step(actions[t])
+                if t < length:
+                    obs, *_ = sub_envs[j].step(actions[t])
             else:
                 self.obs[j], rebuilt[j] = obs, True
         if not rebuilt.all():
@@ -312,7 +318,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {name} was asked for, but torch sees no CUDA device; use --device cpu or auto.")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"--device {name} was asked for, but torch sees {torch.cuda.device_count()} CUDA device(s).")
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -340,6 +349,8 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
     obs_dim = envs.single_observation_space.shape[0]
     act_dim = envs.single_action_space.shape[0]
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config, SAC.name)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--run-dir {run_dir} is a file; give a folder for the run.")
     if not resuming and any((run_dir / checkpoint.CHECKPOINT_DIR).glob("*.pt")):
         raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or pick another "
                         "--run-dir.")
@@ -351,10 +362,17 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
     return Trainer(config, envs, eval_env, agent, buffer, logger, run_dir, device)
 
 
+def _leaf_keys(overrides: dict) -> list[str]:
+    return [k for key, value in overrides.items() for k in (_leaf_keys(value) if isinstance(value, dict) else [key])]
+
+
 def resume_trainer(run_dir: str | Path, overrides: dict) -> Trainer:
     """The run in `run_dir`, restored from its latest checkpoint; `overrides` may change RESUMABLE_FIELDS."""
+    if not Path(run_dir).is_dir():
+        raise UserError(f"--resume takes a run directory, and {run_dir} is not one.")
     payload = checkpoint.load_checkpoint(run_dir)
-    refused = sorted(set(overrides) - set(RESUMABLE_FIELDS))
+    check_layer(overrides, "the command line")
+    refused = sorted(set(_leaf_keys(overrides)) - set(RESUMABLE_FIELDS))
     if refused:
         flags = ", ".join("--" + k.replace("_", "-") for k in refused)
         allowed = ", ".join("--" + k.replace("_", "-") for k in RESUMABLE_FIELDS)

@@ -15,9 +15,11 @@ import pytest
 import torch
 
 from agents import export_policy, load_policy
+from agents.checkpoint import latest_checkpoint as load_checkpoint_path
 from agents.checkpoint import load_checkpoint
 from agents.errors import UserError
 from agents.trainer import build_trainer, resume, resume_trainer, train
+from envs import make_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,10 +80,40 @@ def test_resume_without_a_saved_buffer_starts_new_episodes_and_goes_on(tiny, tmp
     assert summary.env_steps == 400 and "buffer" not in load_checkpoint(summary.checkpoint)
 
 
+def test_resume_rebuilds_the_episodes_it_can_and_restarts_the_others(tiny, tmp_path):
+    summary = train(tiny(num_envs=2, save_buffer=False))
+    payload = torch.load(summary.checkpoint, weights_only=True)
+    payload["trainer_state"]["ep_length"] = torch.tensor([0, 57])  # env 0 just began an episode, env 1 is midway
+    torch.save(payload, summary.checkpoint)
+    trainer = resume_trainer(tmp_path / "run", {"total_steps": 400})
+    seed = int(payload["trainer_state"]["episode_seeds"][0])
+    env = make_env("Pendulum-v1")
+    np.testing.assert_array_equal(trainer.obs[0], env.reset(seed=seed)[0])  # rebuilt from its seed
+    assert trainer.episode_seeds[1] != payload["trainer_state"]["episode_seeds"][1]  # restarted with a new seed
+    assert trainer.run().env_steps == 400
+    trainer.close()
+
+
+def test_resume_forgets_evaluations_recorded_after_its_checkpoint(tiny, tmp_path):
+    train(tiny(eval_every=100))
+    evaluations = tmp_path / "run" / "evaluations.csv"
+    with open(evaluations, "a") as f:  # what a run killed after step 300 had recorded past its checkpoint
+        f.write("400,-1.0,0.0,200.0\n")
+    resume(tmp_path / "run", {"total_steps": 500})
+    steps = [int(line.split(",")[0]) for line in evaluations.read_text().splitlines()[1:]]
+    assert steps == [100, 200, 300, 400, 500]
+
+
 def test_resume_refuses_to_change_what_the_agent_learns_and_to_go_back(tiny, tmp_path):
     train(tiny())
     with pytest.raises(UserError, match="--batch-size cannot change in a resumed run"):
         resume_trainer(tmp_path / "run", {"batch_size": 8, "total_steps": 900})
+    with pytest.raises(UserError, match="--gamma cannot change in a resumed run"):
+        resume_trainer(tmp_path / "run", {"sac": {"gamma": 0.5}, "total_steps": 900})
+    with pytest.raises(UserError, match="total_steps in the command line must be an integer"):
+        resume_trainer(tmp_path / "run", {"total_steps": "lots"})
+    with pytest.raises(UserError, match="--resume takes a run directory"):
+        resume_trainer(load_checkpoint_path(tmp_path / "run"), {"total_steps": 900})
     with pytest.raises(UserError, match="already trained 300 of its 300"):
         resume_trainer(tmp_path / "run", {})
 
@@ -93,13 +125,16 @@ def wait_for(predicate, timeout=120):
         time.sleep(0.05)
 
 
-def start_training(run_dir, total_steps):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def start_training(run_dir, total_steps, wandb="disabled"):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}, "PYTHONPATH": str(ROOT),
+           "HOME": str(run_dir.parent / "home")}
     args = ["--env", "Pendulum-v1", "--total-steps", total_steps, "--learning-starts", 100, "--batch-size", 32,
             "--hidden-sizes", 16, 16, "--checkpoint-every", 200, "--eval-episodes", 1, "--threads", 1,
-            "--wandb", "disabled", "--run-dir", run_dir]
+            "--wandb", wandb, "--run-dir", run_dir]
+    # A session of its own, so that a signal can go to the whole process group, as a terminal sends Ctrl-C.
     return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
 
 
 def checkpoint_steps(run_dir):
@@ -123,14 +158,15 @@ def test_a_run_killed_at_a_random_moment_resumes_from_its_last_checkpoint(tmp_pa
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     run_dir = tmp_path / "run"
-    process = start_training(run_dir, 100_000)
+    process = start_training(run_dir, 100_000, wandb="offline")  # wandb's service gets the Ctrl-C too
     wait_for(lambda: checkpoint_steps(run_dir) if (run_dir / "checkpoints").is_dir() else False)
-    process.send_signal(signal.SIGINT)
+    os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and "Traceback" not in stderr
     assert f"python train.py --resume {run_dir}" in stderr
+    # Written at the step the interrupt arrived, after the periodic checkpoint the test waited for.
     step = checkpoint_steps(run_dir)[-1]
-    assert step > 200 and step % 200 != 0 or step == load_checkpoint(run_dir)["env_steps"]
+    assert step > 200 and f"step_{step:09d}.pt" in stderr
     assert load_checkpoint(run_dir)["env_steps"] == step
 
 
