@@ -29,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", metavar="FILE", help="YAML file of overrides, applied after the env's preset.")
     parser.add_argument("--resume", metavar="RUN_DIR",
-                        help="continue the run in RUN_DIR from its latest checkpoint (other flags may change "
-                             "total-steps only).")
+                        help="continue the run in RUN_DIR from its latest checkpoint (then only --total-steps, "
+                             "--device, --threads, --wandb, --log-every and --compile may be given).")
     for path, _, default, doc in leaf_fields(Config):
         name = path[-1]
         is_list = isinstance(default, tuple)

@@ -7,6 +7,7 @@ import ast
 import dataclasses
 import difflib
 import inspect
+import math
 import re
 import types
 import typing
@@ -115,6 +116,7 @@ class Config:
     sac: SACConfig = field(default_factory=SACConfig)
 
     def __post_init__(self):
+        _check(0 <= self.seed < 2**32, f"seed must lie in [0, 2**32), got {self.seed}.")
         for name in ("total_steps", "batch_size", "buffer_size", "updates_per_step", "num_envs", "log_every"):
             _check(getattr(self, name) > 0, f"{name} must be a positive integer, got {getattr(self, name)}.")
         for name in ("learning_starts", "eval_every", "eval_episodes", "video_every", "checkpoint_every", "threads"):
@@ -166,7 +168,7 @@ def _describe(tp: Any) -> str:
         return "one of " + ", ".join(map(str, args))
     if origin is tuple:
         return f"a list of {_describe(args[0])}s"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+    return {int: "an integer", float: "a finite number", str: "a string", bool: "true or false",
             type(None): "none"}.get(tp, str(tp))
 
 
@@ -210,7 +212,7 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
                 return value
             raise ValueError
         if tp is float:
-            if isinstance(value, bool):
+            if isinstance(value, bool) or not math.isfinite(float(value)):
                 raise ValueError
             return float(value)
         if tp is str:
@@ -228,6 +230,23 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
 def _suggest(key: str, candidates: list[str]) -> str:
     close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
     return f"; did you mean '{close[0]}'?" if close else f"; valid keys are: {', '.join(sorted(candidates))}."
+
+
+def check_layer(data: dict, source: str, cls: type = Config, prefix: str = "") -> None:
+    """Keys and value types of one layer (a YAML file, the flags), reported against `source`; the checks that
+    relate fields to each other wait for the merged config, since another layer may set the other field."""
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        dotted = prefix + str(key)
+        if key not in hints:
+            all_paths = [".".join(p) for p, *_ in leaf_fields(Config)]
+            raise UserError(f"unknown key '{dotted}' in {source}{_suggest(dotted, all_paths)}")
+        if _is_section(hints[key]):
+            if not isinstance(value, dict):
+                raise UserError(f"'{dotted}' in {source} must be a section of keys, got {value!r}.")
+            check_layer(value, source, hints[key], dotted + ".")
+        else:
+            coerce(value, hints[key], f"{dotted} in {source}")
 
 
 def from_dict(data: dict, source: str, cls: type = Config, prefix: str = ""):
@@ -301,7 +320,7 @@ def resolve(overrides: dict, config_file: str | None = None) -> Config:
     layers.append((overrides, "the command line"))
     merged: dict = {}
     for data, source in layers:
-        from_dict(data, source)  # reports a bad key against the file it came from
+        check_layer(data, source)
         merged = merge(merged, data)
     return from_dict(merged, "the merged configuration")
 

@@ -35,11 +35,17 @@ def test_train_runs_learns_updates_and_saves(tmp_path):
     (["--batch-size", "many"], "batch_size .* must be an integer, got 'many'"),
     (["--config", "missing.yaml"], "config file missing.yaml does not exist"),
     (["--btach-size", "3"], "unrecognized arguments: --btach-size 3 \\(did you mean --batch-size\\?\\)"),
-    (["--device", "cuda:0"] if not __import__("torch").cuda.is_available() else ["--device", "tpu"], "device"),
+    (["--device", "cuda:0"], "--device cuda:0 was asked for, but torch sees"),
+    (["--seed", "-1"], "seed must lie in"),
+    (["--gamma", "nan"], "gamma .* must be a finite number"),
+    (["--run-dir", "README.md"], "is a file"),
 ])
 def test_bad_input_gets_one_sentence_and_a_nonzero_exit(tmp_path, args, message):
     import re
-    result = run_train(*args, "--wandb", "disabled", "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    if "--run-dir" not in args:
+        args = [*args, "--run-dir", str(tmp_path / "run")]
+    (tmp_path / "README.md").write_text("not a folder")
+    result = run_train(*args, "--wandb", "disabled", cwd=tmp_path)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert re.search(message, result.stderr), result.stderr

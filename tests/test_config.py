@@ -55,6 +55,15 @@ def test_bad_config_files_get_one_clear_sentence(tmp_path, text, message):
         resolve({}, str(path))
 
 
+def test_fields_that_depend_on_each_other_are_checked_once_merged(tmp_path):
+    path = tmp_path / "small.yaml"
+    path.write_text("buffer_size: 200\n")
+    config, _, _ = parse_args(["--config", str(path), "--batch-size", "64"])
+    assert (config.buffer_size, config.batch_size) == (200, 64)
+    with pytest.raises(UserError, match=r"batch_size \(256\) must not exceed buffer_size \(200\)"):
+        parse_args(["--config", str(path)])
+
+
 def test_missing_config_file():
     with pytest.raises(UserError, match="does not exist"):
         resolve({}, "no/such/file.yaml")
