@@ -76,7 +76,8 @@ def mean_and_band(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarr
     n, mean = len(curves), values.mean(0)
     if n == 1:
         return grid, mean, mean, mean
-    t = next((q for dof, q in sorted(_T95.items()) if n - 1 <= dof), 1.96)
+    # The quantile of the largest tabulated dof not above n - 1: never narrower than the exact band.
+    t = next(q for dof, q in sorted(_T95.items(), reverse=True) if dof <= n - 1)
     half = t * values.std(0, ddof=1) / np.sqrt(n)
     return grid, mean, np.maximum(mean - half, values.min(0)), np.minimum(mean + half, values.max(0))
 

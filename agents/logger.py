@@ -71,6 +71,9 @@ class Logger:
             return
         import wandb  # imported here: it takes a second and is not needed with wandb disabled
 
+        # wandb takes this package's name, `agents`, for an LLM-agent library and advertises Weave on every run.
+        os.environ.setdefault("WANDB_DISABLE_WEAVE", "true")
+
         self.run = wandb.init(
             project=WANDB_PROJECT, mode=self.mode, dir=run_dir, name=run_dir.name, id=run_id, resume="allow",
             config={**to_dict(config), "agent": agent_name, "pathwise_version": agents.__version__,
@@ -83,6 +86,13 @@ class Logger:
             print(f"wandb: offline; upload later with: wandb sync {Path(self.run.dir).parent}", file=sys.stderr)
         else:
             print(f"wandb: {self.run.url}", file=sys.stderr)
+
+    def forget_evaluations_after(self, step: int) -> None:
+        """Drop evaluation rows past `step`: a run resumed from a checkpoint at `step` records them again."""
+        lines = self.eval_path.read_text().splitlines(keepends=True)
+        kept = [lines[0]] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= step]
+        if len(kept) != len(lines):
+            self.eval_path.write_text("".join(kept))
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         if self.run is not None:

@@ -1,5 +1,6 @@
 """A trained policy outside the trainer: loaded from a checkpoint, acting on NumPy observations, exported."""
 
+import copy
 from pathlib import Path
 
 import gymnasium as gym
@@ -61,7 +62,10 @@ class Policy:
 def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
     """The deterministic-or-sampled policy saved at `path`: a run directory (its latest checkpoint) or a file."""
     payload = load_checkpoint(path)
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"unknown device {device!r}; use cpu, cuda or cuda:N.") from None
     try:
         sac, spaces = payload["config"]["sac"], payload["spaces"]
         low = torch.tensor(spaces["action_low"], dtype=torch.float32)
@@ -79,7 +83,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
 def export_policy(policy: Policy, path: str | Path) -> Path:
     """Write the deterministic policy with torch.export: `torch.export.load(path).module()(obs)` runs it with
     torch alone, for any batch size, and returns actions in the env's bounds."""
-    module = policy.module.to("cpu")
+    module = copy.deepcopy(policy.module).to("cpu")  # the caller's policy stays on its device
     example = torch.zeros(2, policy.obs_dim)
     batch = torch.export.Dim("batch")
     program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))

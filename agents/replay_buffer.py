@@ -51,9 +51,10 @@ class ReplayBuffer:
     def state_dict(self) -> dict:
         """The stored rows only (a buffer not yet full saves only what it holds), position and sampling RNG."""
         n = self.size
-        return {"obs": self.obs[:n], "action": self.action[:n], "reward": self.reward[:n],
-                "next_obs": self.next_obs[:n], "terminated": self.terminated[:n], "pos": self.pos,
-                "generator": self.generator.get_state()}
+        # clone(): torch.save writes a view's whole storage, which would be the full capacity.
+        state = {name: t[:n].clone() for name, t in zip(("obs", "action", "reward", "next_obs", "terminated"),
+                                                        self._stores)}
+        return {**state, "pos": self.pos, "generator": self.generator.get_state(), "device_type": self.device.type}
 
     def load_state_dict(self, state: dict) -> None:
         n = len(state["reward"])
@@ -62,7 +63,10 @@ class ReplayBuffer:
         for name in ("obs", "action", "reward", "next_obs", "terminated"):
             getattr(self, name)[:n] = state[name].to(self.device)
         self.size, self.pos = n, state["pos"] % self.capacity
-        self.generator.set_state(state["generator"])
+        if state["device_type"] == self.device.type:
+            self.generator.set_state(state["generator"])
+        else:  # a CPU generator's state does not fit a CUDA one: sampling goes on from a fresh, seeded stream
+            self.generator.manual_seed(int(state["generator"].sum()) + self.pos)
 
     def sample(self, batch_size: int) -> Batch:
         idx = torch.randint(0, self.size, (batch_size,), device=self.device, generator=self.generator)

@@ -40,7 +40,7 @@ def test_samples_lie_in_the_open_interval_and_mode_is_tanh_of_loc():
     loc = torch.tensor([[-3.0, 0.0, 3.0]])
     dist = TanhNormal(loc, torch.full_like(loc, 0.5))
     samples = dist.sample((1000,))
-    assert samples.abs().max() <= 1.0
+    assert samples.abs().max() < 1.0  # |u| stays far below float32 tanh's saturation at 9
     torch.testing.assert_close(dist.mode, torch.tanh(loc))
 
 

@@ -97,6 +97,24 @@ def test_bootstrapping_stops_only_at_terminal_states():
     torch.testing.assert_close(loss, 0.5 * 2 * q_target.square().mean())
 
 
+def test_the_target_subtracts_alpha_times_the_next_log_prob():
+    agent = make_agent(alpha=0.5)
+    with torch.no_grad():  # every target critic outputs 3.0
+        for layer in agent.critic_target.layers:
+            layer.weight.zero_()
+            layer.bias.zero_()
+        agent.critic_target.layers[-1].bias.fill_(3.0)
+    batch = make_batch()
+    torch.manual_seed(11)
+    with torch.no_grad():
+        _, next_log_prob = agent.actor(batch.next_obs).rsample_and_log_prob()
+    torch.manual_seed(11)
+    loss, _ = critic_loss(batch, agent.actor, lambda o, a: torch.zeros(2, len(o)), agent.critic_target,
+                          agent.alpha, gamma=0.9)
+    q_target = batch.reward + 0.9 * (3.0 - 0.5 * next_log_prob)  # the soft value: entropy adds to the return
+    torch.testing.assert_close(loss, q_target.square().mean())
+
+
 def test_state_dict_round_trip_restores_identical_behaviour():
     agent = make_agent()
     agent.update(make_batch(0))
