@@ -19,9 +19,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Resuming {args.resume}.", flush=True)
             summary = resume(args.resume, flags)
         else:
-            print(f"Training SAC on {config.env} for {config.total_steps:,} env steps (seed {config.seed}).",
-                  flush=True)
-            summary = train(config)
+            summary = train(config, announce=lambda: print(
+                f"Training SAC on {config.env} for {config.total_steps:,} env steps (seed {config.seed}).", flush=True))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

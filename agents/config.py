@@ -89,6 +89,10 @@ class Config:
     """Gradient updates after each call of env.step (which steps all num-envs environments)."""
     num_envs: int = 1
     """Environments stepped together."""
+    vector_mode: Literal["sync", "async"] = "sync"
+    """sync steps the num-envs environments in this process; async gives each a subprocess (for costly envs)."""
+    normalize_obs: bool = False
+    """Normalize observations by their running mean and variance (saved with the policy, applied on load)."""
     eval_every: int = 10_000
     """Environment steps between deterministic evaluations; 0 disables them."""
     eval_episodes: int = 10

@@ -11,19 +11,23 @@ from torch import nn
 from agents.checkpoint import latest_checkpoint, load_checkpoint
 from agents.errors import UserError
 from agents.networks import Actor
+from agents.normalizer import ObsNormalizer
 
 
 class BoundedPolicy(nn.Module):
-    """The deterministic policy as one module: observations (B, O) -> actions (B, A) inside the env's bounds."""
+    """The deterministic policy as one module: observations (B, O) -> actions (B, A) inside the env's bounds,
+    with the training run's observation normalization, if it had one, built in."""
 
-    def __init__(self, actor: Actor, action_low: torch.Tensor, action_high: torch.Tensor):
+    def __init__(self, actor: Actor, action_low: torch.Tensor, action_high: torch.Tensor,
+                 normalizer: nn.Module | None = None):
         super().__init__()
         self.actor = actor
+        self.normalizer = normalizer if normalizer is not None else nn.Identity()
         self.register_buffer("action_low", action_low)
         self.register_buffer("action_high", action_high)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.to_env_bounds(self.actor(obs).mode)
+        return self.to_env_bounds(self.actor(self.normalizer(obs)).mode)
 
     def to_env_bounds(self, action: torch.Tensor) -> torch.Tensor:
         return self.action_low + 0.5 * (action + 1.0) * (self.action_high - self.action_low)
@@ -43,7 +47,7 @@ class Policy:
             raise ValueError(f"expected an observation of shape ({self.obs_dim},) or (batch, {self.obs_dim}), "
                              f"got {obs.shape}")
         obs_t = torch.as_tensor(obs, device=self.device).reshape(-1, self.obs_dim)
-        dist = self.module.actor(obs_t)
+        dist = self.module.actor(self.module.normalizer(obs_t))
         action = self.module.to_env_bounds(dist.mode if deterministic else dist.sample()).cpu().numpy()
         return action[0] if obs.ndim == 1 else action
 
@@ -73,10 +77,14 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
         actor = Actor(spaces["obs_dim"], len(low), tuple(sac["hidden_sizes"]), sac["log_std_min"],
                       sac["log_std_max"])
         actor.load_state_dict(payload["agent_state"]["actor"])
+        normalizer = None
+        if "obs_normalizer" in payload:
+            normalizer = ObsNormalizer(spaces["obs_dim"])
+            normalizer.load_state_dict(payload["obs_normalizer"])
     except (KeyError, TypeError, RuntimeError) as e:
         raise UserError(f"{latest_checkpoint(path)} is not a complete pathwise checkpoint "
                         f"({type(e).__name__}: {str(e).splitlines()[0][:120]}).") from None
-    module = BoundedPolicy(actor, low, high).to(device)
+    module = BoundedPolicy(actor, low, high, normalizer).to(device)
     return Policy(module, payload["env_id"], int(payload["env_steps"]), spaces["obs_dim"], device)
 
 

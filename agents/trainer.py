@@ -19,6 +19,7 @@ from agents.config import Config, check_layer, from_dict, merge, save_yaml, to_d
 from agents.errors import UserError
 from agents.evaluation import EVAL_SEED_OFFSET, run_episodes
 from agents.logger import Logger
+from agents.normalizer import ObsNormalizer
 from agents.progress import Progress, format_duration
 from agents.replay_buffer import ReplayBuffer
 from agents.sac import SAC
@@ -64,9 +65,11 @@ def _crossed(step: int, n: int, every: int) -> bool:
 
 class Trainer:
     def __init__(self, config: Config, envs: gym.vector.VectorEnv, eval_env: gym.Env, agent: SAC,
-                 buffer: ReplayBuffer, logger: Logger, run_dir: Path, device: torch.device):
+                 buffer: ReplayBuffer, logger: Logger, run_dir: Path, device: torch.device,
+                 normalizer: ObsNormalizer | None = None):
         self.config, self.envs, self.eval_env, self.agent = config, envs, eval_env, agent
         self.buffer, self.logger, self.run_dir, self.device = buffer, logger, run_dir, device
+        self.normalizer = normalizer  # the buffer keeps raw observations; the agent sees normalized ones
         n = config.num_envs
         self.act_dim = envs.single_action_space.shape[0]
         self.space_signature = space_signature(eval_env)
@@ -125,9 +128,10 @@ class Trainer:
         if self.env_steps < cfg.learning_starts:
             action = self.rng.uniform(-1.0, 1.0, (n, self.act_dim)).astype(np.float32)
         else:
-            obs_t = torch.as_tensor(self.obs, dtype=torch.float32, device=self.device)
-            action = self.agent.act(obs_t).cpu().numpy()
+            action = self.agent.act(self._agent_obs(self.obs)).cpu().numpy()
         next_obs, reward, terminated, truncated, _ = self.envs.step(action)
+        if self.normalizer is not None:
+            self.normalizer.update(torch.as_tensor(next_obs, dtype=torch.float32, device=self.device))
         # Autoreset is off: next_obs is the true next observation also where a time limit cut the episode,
         # so a truncated episode bootstraps from it and only `terminated` stops bootstrapping.
         self.buffer.add(self.obs, action, reward, next_obs, terminated)
@@ -146,7 +150,10 @@ class Trainer:
         self._time_env += t1 - t0
         if self.env_steps > cfg.learning_starts and len(self.buffer) >= cfg.batch_size:
             for _ in range(cfg.updates_per_step):
-                self._accumulate(self.agent.update(self.buffer.sample(cfg.batch_size)))
+                batch = self.buffer.sample(cfg.batch_size)
+                if self.normalizer is not None:
+                    batch = batch._replace(obs=self.normalizer(batch.obs), next_obs=self.normalizer(batch.next_obs))
+                self._accumulate(self.agent.update(batch))
             self._time_update += time.perf_counter() - t1
 
     def start_episodes(self, mask: np.ndarray) -> None:
@@ -160,10 +167,13 @@ class Trainer:
 
     # ---- pieces -------------------------------------------------------------------------------------
 
+    def _agent_obs(self, obs: np.ndarray) -> torch.Tensor:
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        return obs_t if self.normalizer is None else self.normalizer(obs_t)
+
     def policy(self, deterministic: bool = True):
         def act(obs: np.ndarray) -> np.ndarray:
-            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-            return self.agent.act(obs_t, deterministic=deterministic).cpu().numpy()
+            return self.agent.act(self._agent_obs(obs), deterministic=deterministic).cpu().numpy()
         return act
 
     def evaluate(self, episodes: int) -> tuple[float, float]:
@@ -257,6 +267,8 @@ class Trainer:
         }
         if self.config.save_buffer:
             payload["buffer"] = self.buffer.state_dict()
+        if self.normalizer is not None:
+            payload["obs_normalizer"] = self.normalizer.state_dict()
         path = checkpoint.checkpoint_path(self.run_dir, self.env_steps)
         checkpoint.save_checkpoint(payload, path)
         checkpoint.prune_checkpoints(self.run_dir, KEEP_CHECKPOINTS)
@@ -265,6 +277,8 @@ class Trainer:
     def load(self, payload: dict) -> None:
         """Continue from a checkpoint: agent, buffer, counters, RNG streams, and the episodes in flight."""
         self.agent.load_state_dict(payload["agent_state"])
+        if self.normalizer is not None:
+            self.normalizer.load_state_dict(payload["obs_normalizer"])
         state = payload["trainer_state"]
         self.env_steps, self.episodes = state["env_steps"], state["episodes"]
         self.rng.bit_generator.state = state["rng"]
@@ -344,8 +358,8 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
     if config.threads:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)
-    envs = make_vector_env(config.env, config.num_envs)
-    eval_env = make_env(config.env)
+    eval_env = make_env(config.env)  # first: a bad env id is refused here, before any subprocess starts
+    envs = make_vector_env(config.env, config.num_envs, config.vector_mode)
     obs_dim = envs.single_observation_space.shape[0]
     act_dim = envs.single_action_space.shape[0]
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config, SAC.name)
@@ -359,7 +373,8 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
     agent = SAC(obs_dim, act_dim, config.sac, device, precision=config.precision, compile=config.compile)
     buffer = ReplayBuffer(config.buffer_size, obs_dim, act_dim, device, seed=config.seed)
     logger = Logger(run_dir, config, SAC.name, run_id=wandb_id)
-    return Trainer(config, envs, eval_env, agent, buffer, logger, run_dir, device)
+    normalizer = ObsNormalizer(obs_dim).to(device) if config.normalize_obs else None
+    return Trainer(config, envs, eval_env, agent, buffer, logger, run_dir, device, normalizer)
 
 
 def _leaf_keys(overrides: dict) -> list[str]:
@@ -389,8 +404,11 @@ def resume_trainer(run_dir: str | Path, overrides: dict) -> Trainer:
     return trainer
 
 
-def train(config: Config) -> Summary:
+def train(config: Config, announce=None) -> Summary:
+    """Build the run and train it; `announce()` is called once the run is built (so after any bad input)."""
     trainer = build_trainer(config)
+    if announce is not None:
+        announce()
     try:
         return trainer.run()
     finally:

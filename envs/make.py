@@ -4,7 +4,7 @@ import difflib
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 from gymnasium.wrappers import FlattenObservation, RescaleAction
 
 from agents.errors import UserError
@@ -54,8 +54,12 @@ def make_env(env_id: str, render_mode: str | None = None, rescale_actions: bool 
     return RescaleAction(env, np.full(shape, -1.0, np.float32), np.full(shape, 1.0, np.float32))
 
 
-def make_vector_env(env_id: str, num_envs: int) -> SyncVectorEnv:
-    return SyncVectorEnv([lambda: make_env(env_id)] * num_envs, autoreset_mode=AUTORESET_MODE)
+def make_vector_env(env_id: str, num_envs: int, mode: str = "sync") -> VectorEnv:
+    """`num_envs` copies of the env, stepped together: in this process (sync) or one subprocess each (async)."""
+    fns = [lambda: make_env(env_id)] * num_envs
+    if mode == "async":
+        return AsyncVectorEnv(fns, autoreset_mode=AUTORESET_MODE)
+    return SyncVectorEnv(fns, autoreset_mode=AUTORESET_MODE)
 
 
 def space_signature(env: gym.Env) -> dict:

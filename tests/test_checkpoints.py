@@ -18,6 +18,7 @@ from agents import export_policy, load_policy
 from agents.checkpoint import latest_checkpoint as load_checkpoint_path
 from agents.checkpoint import load_checkpoint
 from agents.errors import UserError
+from agents.policy import BoundedPolicy
 from agents.trainer import build_trainer, resume, resume_trainer, train
 from envs import make_env
 
@@ -54,10 +55,11 @@ def test_round_trip_gives_the_trainers_actions_in_env_bounds(tiny):
         policy.act(np.zeros(4))
 
 
-@pytest.mark.parametrize("num_envs", [1, 2])
-def test_resume_mid_episode_gives_the_same_parameters_as_an_uninterrupted_run(tiny, tmp_path, num_envs):
+@pytest.mark.parametrize("num_envs, normalize_obs", [(1, False), (2, True)])
+def test_resume_mid_episode_gives_the_same_parameters_as_an_uninterrupted_run(tiny, tmp_path, num_envs,
+                                                                              normalize_obs):
     # Pendulum episodes last 200 steps: the break at 300 falls in the middle of one.
-    common = dict(total_steps=600, num_envs=num_envs, eval_episodes=1)
+    common = dict(total_steps=600, num_envs=num_envs, eval_episodes=1, normalize_obs=normalize_obs)
     straight = train(tiny(run_dir=str(tmp_path / "straight"), **common))
     train(tiny(run_dir=str(tmp_path / "split"), **{**common, "total_steps": 300}))
     resumed = resume(tmp_path / "split", {"total_steps": 600})
@@ -68,6 +70,26 @@ def test_resume_mid_episode_gives_the_same_parameters_as_an_uninterrupted_run(ti
     assert resumed.eval_return_mean == straight.eval_return_mean
     buffers = [load_checkpoint(s.checkpoint)["buffer"] for s in (straight, resumed)]
     assert all(torch.equal(buffers[0][k], buffers[1][k]) for k in ("obs", "action", "next_obs", "reward"))
+    if normalize_obs:
+        stats = [load_checkpoint(s.checkpoint)["obs_normalizer"] for s in (straight, resumed)]
+        assert all(torch.equal(stats[0][k], stats[1][k]) for k in stats[0])
+
+
+def test_observation_normalization_travels_with_the_policy_into_load_and_export(tiny, tmp_path):
+    trainer = build_trainer(tiny(normalize_obs=True))
+    summary = trainer.run()
+    trainer.close()
+    assert trainer.normalizer.count > 300 and (trainer.normalizer.mean.abs() > 0).any()
+    policy = load_policy(summary.checkpoint)
+    obs = np.random.default_rng(2).uniform(-1, 1, (9, 3)).astype(np.float32)
+    expected = 2.0 * trainer.policy(deterministic=True)(obs)  # the trainer normalizes before acting
+    np.testing.assert_allclose(policy.act(obs), expected, rtol=1e-5, atol=1e-6)
+    unnormalized = BoundedPolicy(policy.module.actor, policy.module.action_low, policy.module.action_high)
+    assert not np.allclose(unnormalized(torch.from_numpy(obs)).detach().numpy(), expected, atol=1e-3)
+    export_policy(policy, tmp_path / "policy.pt2")
+    exported = torch.export.load(tmp_path / "policy.pt2").module()
+    with torch.no_grad():
+        np.testing.assert_allclose(exported(torch.from_numpy(obs)).numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_resume_without_a_saved_buffer_starts_new_episodes_and_goes_on(tiny, tmp_path):

@@ -9,10 +9,10 @@ from agents.errors import UserError
 from agents.trainer import build_trainer, train
 
 
-def collect(tiny, env, num_envs, steps=12):
+def collect(tiny, env, num_envs, steps=12, vector_mode="sync"):
     """Run only the random-action phase and return the buffer's stored transitions."""
     trainer = build_trainer(tiny(env=env, num_envs=num_envs, total_steps=steps, learning_starts=10**6,
-                                 eval_episodes=0))
+                                 eval_episodes=0, vector_mode=vector_mode))
     trainer.run()
     n = len(trainer.buffer)
     b = trainer.buffer
@@ -32,9 +32,10 @@ def test_terminated_episode_stops_bootstrapping(tiny):
     assert terminated == [0.0, 0.0, 1.0] * 2
 
 
+@pytest.mark.parametrize("vector_mode", ["sync", "async"])
 @pytest.mark.parametrize("env", ["CounterTruncates-v0", "CounterTerminates-v0"])
-def test_vectorized_autoreset_never_stores_a_transition_across_a_reset(tiny, env):
-    obs, next_obs, terminated = collect(tiny, env, num_envs=4, steps=40)
+def test_vectorized_autoreset_never_stores_a_transition_across_a_reset(tiny, env, vector_mode):
+    obs, next_obs, terminated = collect(tiny, env, num_envs=4, steps=40, vector_mode=vector_mode)
     assert len(obs) == 40
     assert all(n == o + 1 for o, n in zip(obs, next_obs))
     expected_terminal = [o == 2 and env == "CounterTerminates-v0" for o in obs]
