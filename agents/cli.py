@@ -4,7 +4,7 @@ import argparse
 import difflib
 import sys
 
-from agents.config import Config, leaf_fields, resolve
+from agents.config import AGENT_NAMES, Config, leaf_fields, load_yaml, resolve
 from agents.errors import UserError
 
 
@@ -21,47 +21,72 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def flag_paths() -> dict[str, list[tuple[str, ...]]]:
+    """Each flag's name (a field name) and the config paths it can set: one for a top-level field, one per
+    agent section for an agent hyperparameter (--gamma sets sac.gamma or td3.gamma, after --agent)."""
+    paths: dict[str, list[tuple[str, ...]]] = {}
+    for path, *_ in leaf_fields(Config):
+        paths.setdefault(path[-1], []).append(path)
+    return paths
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="train.py",
-        description="Train a pathwise-gradient agent (SAC) on a Gymnasium continuous-control environment. "
-                    "Defaults come from the env's preset in configs/, then --config, then these flags.",
+        description="Train a pathwise-gradient agent on a Gymnasium continuous-control environment. Defaults come "
+                    "from the env's preset in configs/, then --config, then these flags. Agent hyperparameters "
+                    "apply to the agent chosen with --agent; [sac, td3] says which agents have a flag.",
     )
     parser.add_argument("--config", metavar="FILE", help="YAML file of overrides, applied after the env's preset.")
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue the run in RUN_DIR from its latest checkpoint (then only --total-steps, "
                              "--device, --threads, --wandb, --log-every and --compile may be given).")
+    seen = set()
     for path, _, default, doc in leaf_fields(Config):
         name = path[-1]
+        if name in seen:
+            continue
+        seen.add(name)
+        owners = [p[0] for p in flag_paths()[name] if len(p) > 1]
+        where = f" [{', '.join(owners)}]" if owners else ""
+        flag = "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, action=argparse.BooleanOptionalAction,
+                                help=f"{doc}{where} [default: {'yes' if default else 'no'}]")
+            continue
         is_list = isinstance(default, tuple)
         shown = " ".join(map(str, default)) if is_list else ("none" if default is None else default)
-        flag, dest, help_text = "--" + name.replace("_", "-"), ".".join(path), f"{doc} [default: {shown}]"
-        if isinstance(default, bool):
-            parser.add_argument(flag, dest=dest, default=argparse.SUPPRESS, action=argparse.BooleanOptionalAction,
-                                help=f"{doc} [default: {'yes' if default else 'no'}]")
-            continue
-        parser.add_argument(flag, dest=dest, default=argparse.SUPPRESS, nargs="+" if is_list else None,
-                            metavar=name.upper().replace("_", "-"), help=help_text)
+        parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, nargs="+" if is_list else None,
+                            metavar=name.upper().replace("_", "-"), help=f"{doc}{where} [default: {shown}]")
     return parser
 
 
-def _nested(flat: dict) -> dict:
-    out: dict = {}
-    for dotted, value in flat.items():
-        *sections, key = dotted.split(".")
-        node = out
-        for section in sections:
-            node = node.setdefault(section, {})
-        node[key] = value
-    return out
+def place_flags(flags: dict, agent: str) -> dict:
+    """Flat flags {name: value} as a nested override, agent hyperparameters under the chosen agent's section."""
+    nested: dict = {}
+    paths = flag_paths()
+    for name, value in flags.items():
+        options = paths[name]
+        if options == [(name,)]:
+            nested[name] = value
+            continue
+        if (agent, name) not in options:
+            owners = ", ".join(p[0] for p in options)
+            raise UserError(f"--{name.replace('_', '-')} is a flag of {owners}, and the agent is {agent}.")
+        nested.setdefault(agent, {})[name] = value
+    return nested
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Config | None, argparse.Namespace, dict]:
     """The resolved config (None with --resume, which takes the run's own), the namespace, and the flags given."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    flags = _nested({k: v for k, v in vars(args).items() if k not in ("config", "resume")})
+    flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume")}
     if args.resume:
         if args.config:
             raise UserError("--config cannot be combined with --resume: a resumed run keeps its own config.")
         return None, args, flags
-    return resolve(flags, args.config), args, flags
+    user = load_yaml(args.config) if args.config else {}
+    agent = flags.get("agent") or user.get("agent") or Config.agent
+    if agent not in AGENT_NAMES:
+        raise UserError(f"unknown agent {agent!r}; the agents are {', '.join(AGENT_NAMES)}.")
+    return resolve(place_flags(flags, agent), args.config), args, flags

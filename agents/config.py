@@ -70,11 +70,53 @@ class SACConfig:
 
 
 @dataclass(frozen=True)
+class TD3Config:
+    """TD3 (Fujimoto et al. 2018) hyperparameters; defaults from the paper's published code."""
+
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor and of each critic, e.g. 256 256."""
+    num_critics: int = 2
+    """Q networks in the critic ensemble; the target takes their minimum (clipped double Q)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak step of the target networks after each policy update."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the actor."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics."""
+    policy_delay: int = 2
+    """Critic updates per actor (and target) update."""
+    policy_noise: float = 0.2
+    """Standard deviation of the target policy smoothing noise, in the [-1, 1] action scale."""
+    noise_clip: float = 0.5
+    """Bound on the target policy smoothing noise."""
+    exploration_noise: float = 0.1
+    """Standard deviation of the Gaussian exploration noise, in the [-1, 1] action scale."""
+
+    def __post_init__(self):
+        _check(len(self.hidden_sizes) > 0 and all(w > 0 for w in self.hidden_sizes),
+               f"hidden_sizes must be one or more positive widths, got {list(self.hidden_sizes)}.")
+        _check(self.num_critics >= 1, f"num_critics must be at least 1, got {self.num_critics}.")
+        _check(self.policy_delay >= 1, f"policy_delay must be at least 1, got {self.policy_delay}.")
+        _check(0.0 <= self.gamma <= 1.0 and 0.0 <= self.tau <= 1.0, "gamma and tau must lie in [0, 1].")
+        for name in ("actor_lr", "critic_lr"):
+            _check(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}.")
+        for name in ("policy_noise", "noise_clip", "exploration_noise"):
+            _check(getattr(self, name) >= 0, f"{name} must be zero or positive, got {getattr(self, name)}.")
+
+
+AGENT_NAMES = ("sac", "td3")
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything a training run needs; saved with the run as config.yaml."""
 
     env: str = "Pendulum-v1"
     """Gymnasium environment id with a continuous (Box) action space."""
+    agent: Literal["sac", "td3"] = "sac"
+    """sac or td3; its hyperparameters are the flags of its own section (sac: or td3: in YAML)."""
     seed: int = 1
     """Seeds torch, numpy and the environments."""
     total_steps: int = 1_000_000
@@ -118,6 +160,11 @@ class Config:
     wandb: Literal["online", "offline", "disabled"] | None = None
     """online, offline or disabled; none means online when logged in to wandb, offline otherwise."""
     sac: SACConfig = field(default_factory=SACConfig)
+    td3: TD3Config = field(default_factory=TD3Config)
+
+    @property
+    def agent_config(self):
+        return getattr(self, self.agent)
 
     def __post_init__(self):
         _check(0 <= self.seed < 2**32, f"seed must lie in [0, 2**32), got {self.seed}.")
@@ -232,6 +279,9 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
 
 
 def _suggest(key: str, candidates: list[str]) -> str:
+    same_name = [c for c in candidates if c.split(".")[-1] == key.split(".")[-1]]  # e.g. sac.gamma, td3.gamma
+    if same_name:
+        return "; did you mean " + " or ".join(f"'{c}'" for c in same_name) + "?"
     close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
     return f"; did you mean '{close[0]}'?" if close else f"; valid keys are: {', '.join(sorted(candidates))}."
 

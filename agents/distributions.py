@@ -72,3 +72,19 @@ class TanhNormal(Distribution):
         u = torch.atanh(value.clamp(-1.0 + eps, 1.0 - eps))
         base = Normal(self.loc, self.scale, validate_args=False)
         return (base.log_prob(u) - tanh_log_abs_det_jacobian(u)).sum(-1)
+
+
+class NoisyDeterministic:
+    """A deterministic policy's action with Gaussian exploration noise, in the face TanhNormal shows the trainer:
+    `mode` is the action itself (differentiable), `sample()` adds noise and clips to [-1, 1]."""
+
+    def __init__(self, action: torch.Tensor, noise_std: float):
+        self.action, self.noise_std = action, noise_std
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return self.action
+
+    def sample(self) -> torch.Tensor:
+        with torch.no_grad():
+            return (self.action + self.noise_std * torch.randn_like(self.action)).clamp(-1.0, 1.0)

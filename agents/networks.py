@@ -5,7 +5,7 @@ import math
 import torch
 from torch import nn
 
-from agents.distributions import TanhNormal
+from agents.distributions import NoisyDeterministic, TanhNormal
 
 
 def mlp(in_dim: int, hidden_sizes: tuple[int, ...]) -> nn.Sequential:
@@ -30,6 +30,19 @@ class Actor(nn.Module):
         # A smooth squash into [min, max] rather than a clamp, so the bound never zeroes the gradient.
         log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (torch.tanh(log_std) + 1.0)
         return TanhNormal(loc, log_std.exp(), validate_args=False)
+
+
+class DeterministicActor(nn.Module):
+    """observation -> tanh(MLP(observation)) in [-1, 1], with Gaussian exploration noise when sampled."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...], exploration_noise: float = 0.1):
+        super().__init__()
+        self.trunk = mlp(obs_dim, hidden_sizes)
+        self.head = nn.Linear(hidden_sizes[-1], act_dim)
+        self.exploration_noise = exploration_noise
+
+    def forward(self, obs: torch.Tensor) -> NoisyDeterministic:
+        return NoisyDeterministic(torch.tanh(self.head(self.trunk(obs)).float()), self.exploration_noise)
 
 
 class EnsembleLinear(nn.Module):

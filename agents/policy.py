@@ -9,16 +9,17 @@ import torch
 from torch import nn
 
 from agents.checkpoint import latest_checkpoint, load_checkpoint
+from agents.config import from_dict
 from agents.errors import UserError
-from agents.networks import Actor
 from agents.normalizer import ObsNormalizer
+from agents.registry import AGENTS
 
 
 class BoundedPolicy(nn.Module):
     """The deterministic policy as one module: observations (B, O) -> actions (B, A) inside the env's bounds,
     with the training run's observation normalization, if it had one, built in."""
 
-    def __init__(self, actor: Actor, action_low: torch.Tensor, action_high: torch.Tensor,
+    def __init__(self, actor: nn.Module, action_low: torch.Tensor, action_high: torch.Tensor,
                  normalizer: nn.Module | None = None):
         super().__init__()
         self.actor = actor
@@ -71,11 +72,10 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
     except RuntimeError:
         raise UserError(f"unknown device {device!r}; use cpu, cuda or cuda:N.") from None
     try:
-        sac, spaces = payload["config"]["sac"], payload["spaces"]
+        config, spaces = from_dict(payload["config"], "the checkpoint"), payload["spaces"]
         low = torch.tensor(spaces["action_low"], dtype=torch.float32)
         high = torch.tensor(spaces["action_high"], dtype=torch.float32)
-        actor = Actor(spaces["obs_dim"], len(low), tuple(sac["hidden_sizes"]), sac["log_std_min"],
-                      sac["log_std_max"])
+        actor = AGENTS[payload["agent"]].make_actor(spaces["obs_dim"], len(low), config.agent_config)
         actor.load_state_dict(payload["agent_state"]["actor"])
         normalizer = None
         if "obs_normalizer" in payload:

@@ -54,7 +54,7 @@ class SAC:
                  precision: str = "fp32", compile: bool = False):
         self.config, self.device = config, device
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-        self.actor = Actor(obs_dim, act_dim, config.hidden_sizes, config.log_std_min, config.log_std_max).to(device)
+        self.actor = self.make_actor(obs_dim, act_dim, config).to(device)
         self.critic = QEnsemble(obs_dim, act_dim, config.hidden_sizes, config.num_critics).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.target_entropy = float(-act_dim if config.target_entropy is None else config.target_entropy)
@@ -72,12 +72,17 @@ class SAC:
         self.optimizer = torch.optim.Adam([{"params": p, "lr": lr} for lr, p in by_lr.items()], fused=True)
         self._params = list(self.critic.parameters())
         self._target_params = list(self.critic_target.parameters())
+        self._target_entropy = torch.tensor(self.target_entropy, device=device)  # logged with every update
         # torch.compile takes the losses (forward and, through AOTAutograd, their backward); the optimizer step
         # and the Polyak step stay eager, where the fused kernels already run them in one call each.
         if compile:
             # Random draws as in eager mode, so a compiled run samples the same numbers from the same seed.
             torch._inductor.config.fallback_random = True
             self._losses = torch.compile(self._losses)
+
+    @staticmethod
+    def make_actor(obs_dim: int, act_dim: int, config: SACConfig) -> Actor:
+        return Actor(obs_dim, act_dim, config.hidden_sizes, config.log_std_min, config.log_std_max)
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -108,6 +113,7 @@ class SAC:
         with torch.no_grad():
             torch._foreach_lerp_(self._target_params, self._params, self.config.tau)
         info["alpha"] = self.alpha
+        info["target_entropy"] = self._target_entropy
         return info
 
     def _losses(self, batch: Batch, alpha: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -21,8 +21,8 @@ from agents.evaluation import EVAL_SEED_OFFSET, run_episodes
 from agents.logger import Logger
 from agents.normalizer import ObsNormalizer
 from agents.progress import Progress, format_duration
+from agents.registry import AGENTS, Agent
 from agents.replay_buffer import ReplayBuffer
-from agents.sac import SAC
 from envs import make_env, make_vector_env, space_signature
 
 KEEP_CHECKPOINTS = 2
@@ -64,7 +64,7 @@ def _crossed(step: int, n: int, every: int) -> bool:
 
 
 class Trainer:
-    def __init__(self, config: Config, envs: gym.vector.VectorEnv, eval_env: gym.Env, agent: SAC,
+    def __init__(self, config: Config, envs: gym.vector.VectorEnv, eval_env: gym.Env, agent: Agent,
                  buffer: ReplayBuffer, logger: Logger, run_dir: Path, device: torch.device,
                  normalizer: ObsNormalizer | None = None):
         self.config, self.envs, self.eval_env, self.agent = config, envs, eval_env, agent
@@ -203,8 +203,7 @@ class Trainer:
     def _log(self, sps: float) -> None:
         busy = max(self._time_env + self._time_update, 1e-9)
         metrics: dict[str, float] = {"time/sps": sps, "time/env_fraction": self._time_env / busy,
-                                     "buffer/size": len(self.buffer),
-                                     "train/target_entropy": self.agent.target_entropy}
+                                     "buffer/size": len(self.buffer)}
         if self._sums:
             keys = list(self._sums)
             values = (torch.stack([self._sums[k] for k in keys]) / self._updates).tolist()  # one transfer
@@ -362,7 +361,7 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
     envs = make_vector_env(config.env, config.num_envs, config.vector_mode)
     obs_dim = envs.single_observation_space.shape[0]
     act_dim = envs.single_action_space.shape[0]
-    run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config, SAC.name)
+    run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config, config.agent)
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--run-dir {run_dir} is a file; give a folder for the run.")
     if not resuming and any((run_dir / checkpoint.CHECKPOINT_DIR).glob("*.pt")):
@@ -370,9 +369,10 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
                         "--run-dir.")
     run_dir.mkdir(parents=True, exist_ok=True)
     save_yaml(config, run_dir / "config.yaml")
-    agent = SAC(obs_dim, act_dim, config.sac, device, precision=config.precision, compile=config.compile)
+    agent = AGENTS[config.agent](obs_dim, act_dim, config.agent_config, device, precision=config.precision,
+                                 compile=config.compile)
     buffer = ReplayBuffer(config.buffer_size, obs_dim, act_dim, device, seed=config.seed)
-    logger = Logger(run_dir, config, SAC.name, run_id=wandb_id)
+    logger = Logger(run_dir, config, config.agent, run_id=wandb_id)
     normalizer = ObsNormalizer(obs_dim).to(device) if config.normalize_obs else None
     return Trainer(config, envs, eval_env, agent, buffer, logger, run_dir, device, normalizer)
 
@@ -386,13 +386,13 @@ def resume_trainer(run_dir: str | Path, overrides: dict) -> Trainer:
     if not Path(run_dir).is_dir():
         raise UserError(f"--resume takes a run directory, and {run_dir} is not one.")
     payload = checkpoint.load_checkpoint(run_dir)
-    check_layer(overrides, "the command line")
     refused = sorted(set(_leaf_keys(overrides)) - set(RESUMABLE_FIELDS))
     if refused:
         flags = ", ".join("--" + k.replace("_", "-") for k in refused)
         allowed = ", ".join("--" + k.replace("_", "-") for k in RESUMABLE_FIELDS)
         raise UserError(f"{flags} cannot change in a resumed run; with --resume only {allowed} may be given.")
-    if payload.get("agent") != SAC.name or "trainer_state" not in payload:
+    check_layer(overrides, "the command line")
+    if payload.get("agent") not in AGENTS or "trainer_state" not in payload:
         raise UserError(f"{run_dir} holds a checkpoint of agent '{payload.get('agent')}' without training state; "
                         "it can be evaluated but not resumed.")
     config = from_dict(merge(payload["config"], {**overrides, "run_dir": str(run_dir)}), "the checkpoint")

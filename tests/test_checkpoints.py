@@ -130,6 +130,8 @@ def test_resume_refuses_to_change_what_the_agent_learns_and_to_go_back(tiny, tmp
     train(tiny())
     with pytest.raises(UserError, match="--batch-size cannot change in a resumed run"):
         resume_trainer(tmp_path / "run", {"batch_size": 8, "total_steps": 900})
+    with pytest.raises(UserError, match="--agent cannot change in a resumed run"):
+        resume_trainer(tmp_path / "run", {"agent": "td3", "total_steps": 900})
     with pytest.raises(UserError, match="--gamma cannot change in a resumed run"):
         resume_trainer(tmp_path / "run", {"sac": {"gamma": 0.5}, "total_steps": 900})
     with pytest.raises(UserError, match="total_steps in the command line must be an integer"):

@@ -37,6 +37,8 @@ def test_train_runs_learns_updates_and_saves(tmp_path):
     (["--btach-size", "3"], "unrecognized arguments: --btach-size 3 \\(did you mean --batch-size\\?\\)"),
     (["--device", "cuda:0"], "--device cuda:0 was asked for, but torch sees"),
     (["--seed", "-1"], "seed must lie in"),
+    (["--policy-delay", "3"], "--policy-delay is a flag of td3, and the agent is sac"),
+    (["--agent", "ppo"], "unknown agent 'ppo'; the agents are sac, td3"),
     (["--gamma", "nan"], "gamma .* must be a finite number"),
     (["--run-dir", "README.md"], "is a file"),
 ])

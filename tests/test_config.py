@@ -39,7 +39,7 @@ def test_config_is_frozen():
 
 @pytest.mark.parametrize("text, message", [
     ("batch_sise: 3\n", "unknown key 'batch_sise'.*did you mean 'batch_size'"),
-    ("gamma: 0.9\n", "unknown key 'gamma'.*did you mean 'sac.gamma'"),
+    ("gamma: 0.9\n", "unknown key 'gamma'.*did you mean 'sac.gamma' or 'td3.gamma'"),
     ("sac:\n  taw: 0.1\n", "unknown key 'sac.taw'.*did you mean 'sac.tau'"),
     ("batch_size: [1\n", "not valid YAML at line"),
     ("- 1\n- 2\n", "must hold a mapping"),

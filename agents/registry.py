@@ -1,0 +1,24 @@
+"""The agents `--agent` can name. Each has the face the trainer needs: act, update (returning detached tensors),
+state_dict/load_state_dict, `actor` (observations -> an object with `.mode` and `.sample()`), and make_actor."""
+
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from agents.replay_buffer import Batch
+from agents.sac import SAC
+from agents.td3 import TD3
+
+
+class Agent(Protocol):
+    name: str
+    actor: nn.Module
+
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor: ...
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+AGENTS: dict[str, type] = {SAC.name: SAC, TD3.name: TD3}
