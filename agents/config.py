@@ -28,8 +28,8 @@ def _check(ok: bool, message: str) -> None:
 
 
 @dataclass(frozen=True)
-class SACConfig:
-    """Soft Actor-Critic (Haarnoja et al. 2018) hyperparameters."""
+class ActorCriticConfig:
+    """What every agent of the family has: an actor, an ensemble of critics, discounting, target steps."""
 
     hidden_sizes: tuple[int, ...] = (256, 256)
     """Hidden layer widths of the actor and of each critic, e.g. 256 256."""
@@ -38,11 +38,26 @@ class SACConfig:
     gamma: float = 0.99
     """Discount factor."""
     tau: float = 0.005
-    """Polyak step of the target critics towards the critics after each update (1 copies them)."""
+    """Polyak step of the target networks towards the networks at each target update (1 copies them)."""
     actor_lr: float = 3e-4
     """Adam learning rate of the actor."""
     critic_lr: float = 3e-4
     """Adam learning rate of the critics."""
+
+    def __post_init__(self):
+        _check(len(self.hidden_sizes) > 0 and all(w > 0 for w in self.hidden_sizes),
+               f"hidden_sizes must be one or more positive widths, got {list(self.hidden_sizes)}.")
+        _check(self.num_critics >= 1, f"num_critics must be at least 1, got {self.num_critics}.")
+        _check(0.0 <= self.gamma <= 1.0, f"gamma must lie in [0, 1], got {self.gamma}.")
+        _check(0.0 <= self.tau <= 1.0, f"tau must lie in [0, 1], got {self.tau}.")
+        for name in ("actor_lr", "critic_lr"):
+            _check(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}.")
+
+
+@dataclass(frozen=True)
+class SACConfig(ActorCriticConfig):
+    """Soft Actor-Critic (Haarnoja et al. 2018) hyperparameters."""
+
     alpha_lr: float = 3e-4
     """Adam learning rate of the entropy temperature."""
     alpha: float | None = None
@@ -57,12 +72,8 @@ class SACConfig:
     """Upper bound of the actor's log standard deviation."""
 
     def __post_init__(self):
-        _check(len(self.hidden_sizes) > 0 and all(w > 0 for w in self.hidden_sizes),
-               f"hidden_sizes must be one or more positive widths, got {list(self.hidden_sizes)}.")
-        _check(self.num_critics >= 1, f"num_critics must be at least 1, got {self.num_critics}.")
-        _check(0.0 <= self.gamma <= 1.0, f"gamma must lie in [0, 1], got {self.gamma}.")
-        _check(0.0 <= self.tau <= 1.0, f"tau must lie in [0, 1], got {self.tau}.")
-        for name in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha"):
+        super().__post_init__()
+        for name in ("alpha_lr", "init_alpha"):
             _check(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}.")
         _check(self.alpha is None or self.alpha >= 0, f"alpha must be non-negative, got {self.alpha}.")
         _check(self.log_std_min < self.log_std_max,
@@ -70,21 +81,9 @@ class SACConfig:
 
 
 @dataclass(frozen=True)
-class TD3Config:
+class TD3Config(ActorCriticConfig):
     """TD3 (Fujimoto et al. 2018) hyperparameters; defaults from the paper's published code."""
 
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """Hidden layer widths of the actor and of each critic, e.g. 256 256."""
-    num_critics: int = 2
-    """Q networks in the critic ensemble; the target takes their minimum (clipped double Q)."""
-    gamma: float = 0.99
-    """Discount factor."""
-    tau: float = 0.005
-    """Polyak step of the target networks after each policy update."""
-    actor_lr: float = 3e-4
-    """Adam learning rate of the actor."""
-    critic_lr: float = 3e-4
-    """Adam learning rate of the critics."""
     policy_delay: int = 2
     """Critic updates per actor (and target) update."""
     policy_noise: float = 0.2
@@ -95,13 +94,8 @@ class TD3Config:
     """Standard deviation of the Gaussian exploration noise, in the [-1, 1] action scale."""
 
     def __post_init__(self):
-        _check(len(self.hidden_sizes) > 0 and all(w > 0 for w in self.hidden_sizes),
-               f"hidden_sizes must be one or more positive widths, got {list(self.hidden_sizes)}.")
-        _check(self.num_critics >= 1, f"num_critics must be at least 1, got {self.num_critics}.")
+        super().__post_init__()
         _check(self.policy_delay >= 1, f"policy_delay must be at least 1, got {self.policy_delay}.")
-        _check(0.0 <= self.gamma <= 1.0 and 0.0 <= self.tau <= 1.0, "gamma and tau must lie in [0, 1].")
-        for name in ("actor_lr", "critic_lr"):
-            _check(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}.")
         for name in ("policy_noise", "noise_clip", "exploration_noise"):
             _check(getattr(self, name) >= 0, f"{name} must be zero or positive, got {getattr(self, name)}.")
 
@@ -182,13 +176,14 @@ class Config:
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """The docstring written under each field of a dataclass."""
-    tree = ast.parse(inspect.getsource(cls)).body[0]
-    docs, body = {}, tree.body
-    for stmt, following in zip(body, body[1:]):
-        if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
-                and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)):
-            docs[stmt.target.id] = " ".join(following.value.value.split())
+    """The docstring written under each field of a dataclass (its own fields and those it inherits)."""
+    docs: dict[str, str] = {}
+    for klass in reversed([c for c in cls.__mro__ if dataclasses.is_dataclass(c)]):
+        body = ast.parse(inspect.getsource(klass)).body[0].body
+        for stmt, following in zip(body, body[1:]):
+            if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+                    and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)):
+                docs[stmt.target.id] = " ".join(following.value.value.split())
     return docs
 
 

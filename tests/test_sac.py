@@ -78,13 +78,17 @@ def test_default_target_entropy_is_minus_action_dim_and_fixed_alpha_stays_fixed(
     assert make_agent(alpha=0.0).update(make_batch())["alpha"].item() == 0.0
 
 
-def test_bootstrapping_stops_only_at_terminal_states():
-    agent = make_agent(alpha=0.0)
-    with torch.no_grad():  # every target critic outputs 3.0
+def constant_target_critics(agent, value):
+    with torch.no_grad():
         for layer in agent.critic_target.layers:
             layer.weight.zero_()
             layer.bias.zero_()
-        agent.critic_target.layers[-1].bias.fill_(3.0)
+        agent.critic_target.layers[-1].bias.fill_(value)
+
+
+def test_bootstrapping_stops_only_at_terminal_states():
+    agent = make_agent(alpha=0.0)
+    constant_target_critics(agent, 3.0)
     terminated = torch.tensor([1.0, 0.0] * (B // 2))
     batch = make_batch(terminated=terminated)
 
@@ -99,11 +103,7 @@ def test_bootstrapping_stops_only_at_terminal_states():
 
 def test_the_target_subtracts_alpha_times_the_next_log_prob():
     agent = make_agent(alpha=0.5)
-    with torch.no_grad():  # every target critic outputs 3.0
-        for layer in agent.critic_target.layers:
-            layer.weight.zero_()
-            layer.bias.zero_()
-        agent.critic_target.layers[-1].bias.fill_(3.0)
+    constant_target_critics(agent, 3.0)
     batch = make_batch()
     torch.manual_seed(11)
     with torch.no_grad():
