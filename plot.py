@@ -83,9 +83,11 @@ def mean_and_band(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarr
 
 
 def label(experiment: dict, others: list[dict], n_runs: int) -> str:
-    differing = sorted(k for k in experiment if k != "env" and any(o.get(k) != experiment[k] for o in others))
-    parts = [f"{k.removeprefix('sac.')}={experiment[k]}" for k in differing[:4]]
-    return (", ".join(parts) or "SAC") + f" ({n_runs} seed{'s' if n_runs > 1 else ''})"
+    agent = experiment.get("agent", "sac")
+    differing = sorted(k for k in experiment if k != "env" and any(o.get(k) != experiment[k] for o in others)
+                       if "." not in k or k.startswith(agent + "."))  # the other agents' sections are unused
+    parts = [f"{k.removeprefix(agent + '.')}={experiment[k]}" for k in differing[:4]]
+    return (", ".join(parts) or agent.upper()) + f" ({n_runs} seed{'s' if n_runs > 1 else ''})"
 
 
 def plot(run_dirs: list[Path], output: Path, title: str | None = None) -> Path:
@@ -103,11 +105,12 @@ def plot(run_dirs: list[Path], output: Path, title: str | None = None) -> Path:
         in_env = [g for g in groups if g[0]["env"] == env]
         for experiment, curves in in_env:
             steps, mean, lower, upper = mean_and_band(curves)
-            line, = ax.plot(steps, mean, label=label(experiment, [e for e, _ in in_env], len(curves)))
+            line, = ax.plot(steps, mean, marker="o" if len(steps) < 30 else None, markersize=4,
+                            label=label(experiment, [e for e, _ in in_env], len(curves)))
             ax.fill_between(steps, lower, upper, color=line.get_color(), alpha=0.2, linewidth=0)
         ax.set(title=env, xlabel="env steps", ylabel="evaluation return")
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize="small")
+        ax.legend(loc="best", fontsize="small")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

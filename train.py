@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
             summary = resume(args.resume, flags)
         else:
             summary = train(config, announce=lambda: print(
-                f"Training SAC on {config.env} for {config.total_steps:,} env steps (seed {config.seed}).", flush=True))
+                f"Training {config.agent.upper()} on {config.env} for {config.total_steps:,} env steps "
+                f"(seed {config.seed}).", flush=True))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

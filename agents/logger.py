@@ -16,7 +16,7 @@ WANDB_PROJECT = "pathwise"
 ROOT = Path(__file__).resolve().parent.parent
 # Fields that do not change what a run learns: runs that differ only in these (and the seed) share a group.
 NOT_THE_EXPERIMENT = ("seed", "run_dir", "device", "threads", "wandb", "log_every", "checkpoint_every",
-                      "save_buffer", "video_every", "compile", "vector_mode")
+                      "save_buffer", "video_every", "compile", "vector_mode", "eval_every", "eval_episodes")
 
 
 def wandb_logged_in() -> bool:
