@@ -2,7 +2,11 @@
 
 import argparse
 import difflib
+import shutil
 import sys
+import types
+import typing
+from typing import Literal
 
 from agents.config import AGENT_NAMES, Config, leaf_fields, load_yaml, resolve
 from agents.errors import UserError
@@ -30,9 +34,23 @@ def flag_paths() -> dict[str, list[tuple[str, ...]]]:
     return paths
 
 
+def _metavar(tp, name: str) -> str:
+    """N for integers, X for numbers, {a,b} for choices, the name for the rest: short enough for one line."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return _metavar(args[0], name)
+    if typing.get_origin(tp) is Literal:
+        return "{" + ",".join(args) + "}"
+    if typing.get_origin(tp) is tuple:
+        return _metavar(args[0], name)
+    return {int: "N", float: "X"}.get(tp, name.upper().replace("_", "-"))
+
+
 def build_parser() -> argparse.ArgumentParser:
+    width = max(110, shutil.get_terminal_size().columns)
     parser = _Parser(
         prog="train.py",
+        formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=30, width=width),
         description="Train a pathwise-gradient agent on a Gymnasium continuous-control environment. Defaults come "
                     "from the env's preset in configs/, then --config, then these flags. Agent hyperparameters "
                     "apply to the agent chosen with --agent; [sac, td3] says which agents have a flag.",
@@ -42,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="continue the run in RUN_DIR from its latest checkpoint (then only --total-steps, "
                              "--device, --threads, --wandb, --log-every and --compile may be given).")
     seen = set()
-    for path, _, default, doc in leaf_fields(Config):
+    for path, tp, default, doc in leaf_fields(Config):
         name = path[-1]
         if name in seen:
             continue
@@ -57,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         is_list = isinstance(default, tuple)
         shown = " ".join(map(str, default)) if is_list else ("none" if default is None else default)
         parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, nargs="+" if is_list else None,
-                            metavar=name.upper().replace("_", "-"), help=f"{doc}{where} [default: {shown}]")
+                            metavar=_metavar(tp, name), help=f"{doc}{where} [default: {shown}]")
     return parser
 
 

@@ -148,9 +148,9 @@ class Config:
     precision: Literal["fp32", "bf16"] = "fp32"
     """bf16 runs the networks' matmuls in bfloat16 (autocast); weights, losses and optimizers stay float32."""
     compile: bool = False
-    """Compile the update with torch.compile: slower to start (tens of seconds), faster per step."""
+    """Compile the losses with torch.compile (tens of seconds to start); meant for GPUs, slower on CPUs measured."""
     run_dir: str | None = None
-    """Folder of this run; none means runs/<env>__sac__s<seed>__<time>."""
+    """Folder of this run; none means runs/<env>__<agent>__s<seed>__<time>."""
     wandb: Literal["online", "offline", "disabled"] | None = None
     """online, offline or disabled; none means online when logged in to wandb, offline otherwise."""
     sac: SACConfig = field(default_factory=SACConfig)
