@@ -14,6 +14,7 @@ from agents.td3 import TD3
 class Agent(Protocol):
     name: str
     actor: nn.Module
+    constants: dict[str, float]  # metrics fixed for the run (e.g. SAC's target entropy), logged at each interval
 
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor: ...
     def update(self, batch: Batch) -> dict[str, torch.Tensor]: ...

@@ -72,7 +72,7 @@ class SAC:
         self.optimizer = torch.optim.Adam([{"params": p, "lr": lr} for lr, p in by_lr.items()], fused=True)
         self._params = list(self.critic.parameters())
         self._target_params = list(self.critic_target.parameters())
-        self._target_entropy = torch.tensor(self.target_entropy, device=device)  # logged with every update
+        self.constants = {"train/target_entropy": self.target_entropy}  # logged by the trainer, not summed
         # torch.compile takes the losses (forward and, through AOTAutograd, their backward); the optimizer step
         # and the Polyak step stay eager, where the fused kernels already run them in one call each.
         if compile:
@@ -113,7 +113,6 @@ class SAC:
         with torch.no_grad():
             torch._foreach_lerp_(self._target_params, self._params, self.config.tau)
         info["alpha"] = self.alpha
-        info["target_entropy"] = self._target_entropy
         return info
 
     def _losses(self, batch: Batch, alpha: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -35,6 +35,7 @@ class TD3:
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, fused=True)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, fused=True)
         self.updates = 0
+        self.constants: dict[str, float] = {}
         self._last_actor_loss = torch.zeros((), device=device)
         self._params = list(self.critic.parameters()) + list(self.actor.parameters())
         self._target_params = list(self.critic_target.parameters()) + list(self.actor_target.parameters())

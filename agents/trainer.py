@@ -203,7 +203,7 @@ class Trainer:
     def _log(self, sps: float) -> None:
         busy = max(self._time_env + self._time_update, 1e-9)
         metrics: dict[str, float] = {"time/sps": sps, "time/env_fraction": self._time_env / busy,
-                                     "buffer/size": len(self.buffer)}
+                                     "buffer/size": len(self.buffer), **self.agent.constants}
         if self._sums:
             keys = list(self._sums)
             values = (torch.stack([self._sums[k] for k in keys]) / self._updates).tolist()  # one transfer
