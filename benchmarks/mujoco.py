@@ -1,0 +1,170 @@
+"""MuJoCo benchmark: our agents and Stable-Baselines3 SAC on HalfCheetah-v5 and Hopper-v5, equal env steps.
+
+    python benchmarks/mujoco.py                                   # 2 envs x (sac, td3, crossq, sb3-sac) x 3 seeds
+    python benchmarks/mujoco.py --agents sac sb3-sac --seeds 1 2 3 --steps 50000
+    python benchmarks/mujoco.py --report                          # table and plot from the finished runs only
+
+Every run: the env's preset (configs/), `--total-steps` env steps, a deterministic evaluation of 10 episodes every
+`--eval-every` steps and at the end. Stable-Baselines3 SAC gets rl-baselines3-zoo's settings for these envs (the
+same as our SAC preset: 10k random steps, lr 3e-4, batch 256, 256x256) and the same evaluation (episode i seeded
+10,000 + seed + i, as ours). Runs go to benchmarks/results/mujoco/<env>/<agent>/s<seed>/; a finished run is
+not run again, so an interrupted benchmark continues where it stopped. Prints a Markdown table for
+docs/benchmarks.md and writes docs/mujoco.png. Needs `pip install -e ".[bench]"` for sb3-sac.
+"""
+
+import argparse
+import csv
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from plot import mean_and_band  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "mujoco"
+
+SB3_WORKER = """
+import csv, sys, numpy as np, torch, gymnasium as gym
+from stable_baselines3 import SAC
+from stable_baselines3.common.callbacks import BaseCallback
+env_id, seed, steps, eval_every, episodes, threads, out = sys.argv[1:]
+seed, steps, eval_every, episodes = int(seed), int(steps), int(eval_every), int(episodes)
+torch.set_num_threads(int(threads))
+eval_env = gym.make(env_id)
+rows = []
+def evaluate(model, step):
+    returns = []
+    for i in range(episodes):
+        obs, _ = eval_env.reset(seed=10_000 + seed + i)
+        done, total = False, 0.0
+        while not done:
+            obs, reward, terminated, truncated, _ = eval_env.step(model.predict(obs, deterministic=True)[0])
+            total, done = total + float(reward), terminated or truncated
+        returns.append(total)
+    rows.append((step, float(np.mean(returns)), float(np.std(returns))))
+class Evaluate(BaseCallback):
+    def _on_step(self):
+        if self.num_timesteps % eval_every == 0 and self.num_timesteps < steps:
+            evaluate(self.model, self.num_timesteps)
+        return True
+# rl-baselines3-zoo hyperparams/sac.yml for MuJoCo: 10k random steps, otherwise SB3's defaults.
+model = SAC("MlpPolicy", gym.make(env_id), learning_starts=10_000, seed=seed, device="cpu")
+model.learn(steps, callback=Evaluate())
+evaluate(model, steps)
+with open(out, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["env_steps", "return_mean", "return_std"])
+    writer.writerows(rows)
+"""
+
+
+def run_dir(env_id: str, agent: str, seed: int) -> Path:
+    return RESULTS / env_id / agent / f"s{seed}"
+
+
+def finished(path: Path, steps: int) -> bool:
+    evals = path / "evaluations.csv"
+    if not evals.is_file():
+        return False
+    rows = list(csv.DictReader(open(evals)))
+    return bool(rows) and int(rows[-1]["env_steps"]) >= steps
+
+
+def run(env_id: str, agent: str, seed: int, args) -> str:
+    path = run_dir(env_id, agent, seed)
+    if finished(path, args.steps):
+        return f"{env_id} {agent} s{seed}: already done"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    if agent == "sb3-sac":
+        cmd = [sys.executable, "-c", SB3_WORKER, env_id, str(seed), str(args.steps), str(args.eval_every),
+               str(args.eval_episodes), str(args.threads), str(path / "evaluations.csv")]
+    else:
+        cmd = [sys.executable, str(ROOT / "train.py"), "--env", env_id, "--agent", agent, "--seed", str(seed),
+               "--total-steps", str(args.steps), "--eval-every", str(args.eval_every),
+               "--eval-episodes", str(args.eval_episodes), "--checkpoint-every", "0", "--no-save-buffer",
+               "--threads", str(args.threads), "--wandb", "disabled", "--run-dir", str(path / "run"),
+               "--log-every", "5000"]
+    start = time.perf_counter()
+    with open(path / "log.txt", "w") as log:
+        result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=path)
+    if result.returncode != 0:
+        return f"{env_id} {agent} s{seed}: FAILED (see {path / 'log.txt'})"
+    if agent != "sb3-sac":
+        shutil.copy(path / "run" / "evaluations.csv", path / "evaluations.csv")
+    (path / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.0f}\n")
+    return f"{env_id} {agent} s{seed}: done in {time.perf_counter() - start:.0f} s"
+
+
+def curves(env_id: str, agent: str, seeds: list[int], steps: int) -> list[tuple]:
+    import numpy as np
+
+    out = []
+    for seed in seeds:
+        path = run_dir(env_id, agent, seed)
+        if finished(path, steps):
+            rows = list(csv.DictReader(open(path / "evaluations.csv")))
+            out.append((np.array([int(r["env_steps"]) for r in rows]),
+                        np.array([float(r["return_mean"]) for r in rows])))
+    return out
+
+
+def report(args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    print("| env | agent | final return, mean +- std over seeds | per seed | wall time per run |")
+    print("|---|---|---|---|---|")
+    fig, axes = plt.subplots(1, len(args.envs), figsize=(6.5 * len(args.envs), 4.5), squeeze=False)
+    for ax, env_id in zip(axes[0], args.envs):
+        for agent in args.agents:
+            runs = curves(env_id, agent, args.seeds, args.steps)
+            if not runs:
+                continue
+            finals = [returns[-1] for _, returns in runs]
+            spread = f"{statistics.mean(finals):.0f} +- {statistics.stdev(finals):.0f}" if len(finals) > 1 \
+                else f"{finals[0]:.0f}"
+            walls = [float((run_dir(env_id, agent, s) / "wall_seconds.txt").read_text())
+                     for s in args.seeds if (run_dir(env_id, agent, s) / "wall_seconds.txt").is_file()]
+            print(f"| {env_id} | {agent} | {spread} | {', '.join(f'{r:.0f}' for r in finals)} | "
+                  f"{statistics.median(walls) / 60:.0f} min |")
+            grid, mean, lower, upper = mean_and_band(runs)
+            line, = ax.plot(grid, mean, marker="o", markersize=3, label=f"{agent} ({len(runs)} seeds)")
+            ax.fill_between(grid, lower, upper, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set(title=env_id, xlabel="env steps", ylabel="evaluation return (10 episodes, deterministic)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(ROOT / "docs" / "mujoco.png", dpi=110)
+    print(f"\n{args.steps:,} env steps per run; mean and 95% band over seeds in docs/mujoco.png")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--envs", nargs="+", default=["HalfCheetah-v5", "Hopper-v5"])
+    parser.add_argument("--agents", nargs="+", default=["sac", "td3", "crossq", "sb3-sac"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--steps", type=int, default=50_000)
+    parser.add_argument("--eval-every", type=int, default=5_000)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--parallel", type=int, default=2, help="runs at a time")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--report", action="store_true", help="only print the table and draw the plot")
+    args = parser.parse_args()
+    if not args.report:
+        jobs = [(e, a, s) for s in args.seeds for e in args.envs for a in args.agents]
+        with ThreadPoolExecutor(args.parallel) as pool:
+            for line in pool.map(lambda job: run(*job, args), jobs):
+                print(line, flush=True)
+    report(args)
+
+
+if __name__ == "__main__":
+    main()
