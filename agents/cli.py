@@ -8,8 +8,9 @@ import types
 import typing
 from typing import Literal
 
-from agents.config import AGENT_NAMES, Config, leaf_fields, load_yaml, resolve
+from agents.config import Config, leaf_fields, load_yaml, resolve
 from agents.errors import UserError
+from agents.registry import AGENTS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,10 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="train.py",
         formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=30, width=width),
         description="Train a pathwise-gradient agent on a Gymnasium continuous-control environment. Defaults come "
-                    "from the env's preset in configs/, then --config, then these flags. Agent hyperparameters "
+                    "from the presets in configs/ (the env's, then the agent's for that env), then --config, then "
+                    "these flags. Agent hyperparameters "
                     "apply to the agent chosen with --agent; [sac, td3] says which agents have a flag.",
     )
-    parser.add_argument("--config", metavar="FILE", help="YAML file of overrides, applied after the env's preset.")
+    parser.add_argument("--config", metavar="FILE", help="YAML file of overrides, applied after the presets.")
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue the run in RUN_DIR from its latest checkpoint (then only --total-steps, "
                              "--device, --threads, --wandb, --log-every and --compile may be given).")
@@ -89,8 +91,10 @@ def place_flags(flags: dict, agent: str) -> dict:
             nested[name] = value
             continue
         if (agent, name) not in options:
-            owners = ", ".join(p[0] for p in options)
-            raise UserError(f"--{name.replace('_', '-')} is a flag of {owners}, and the agent is {agent}.")
+            owners = [p[0] for p in options]
+            owners_text = ", ".join(owners[:-1]) + " and " + owners[-1] if len(owners) > 1 else owners[0]
+            raise UserError(f"--{name.replace('_', '-')} is a flag of {owners_text}, not of {agent} "
+                            f"(the agent is chosen with --agent).")
         nested.setdefault(agent, {})[name] = value
     return nested
 
@@ -105,6 +109,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config | None, argparse.N
         return None, args, flags
     user = load_yaml(args.config) if args.config else {}
     agent = flags.get("agent") or user.get("agent") or Config.agent
-    if agent not in AGENT_NAMES:
-        raise UserError(f"unknown agent {agent!r}; the agents are {', '.join(AGENT_NAMES)}.")
+    if agent not in AGENTS:
+        raise UserError(f"unknown agent {agent!r}; the agents are {', '.join(AGENTS)}.")
     return resolve(place_flags(flags, agent), args.config), args, flags

@@ -1,6 +1,8 @@
 """The run's configuration: a frozen dataclass tree, its YAML form, and the layering of presets and overrides.
 
-Layers, each overriding the one before: the defaults below, `configs/<EnvId>.yaml`, a `--config FILE`, flags.
+Layers, each overriding the one before: the defaults (below, and each agent's section in its own file), the env's
+preset `configs/<EnvId>.yaml`, the agent's preset for that env `configs/<agent>/<EnvId>.yaml`, a `--config FILE`,
+and the flags.
 """
 
 import ast
@@ -18,99 +20,20 @@ from typing import Any, Literal
 import yaml
 
 from agents.errors import UserError
+from agents.hyperparams import check
+from agents.registry import AGENTS
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise UserError(message)
-
-
 @dataclass(frozen=True)
-class ActorCriticConfig:
-    """What every agent of the family has: an actor, an ensemble of critics, discounting, target steps."""
-
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """Hidden layer widths of the actor and of each critic, e.g. 256 256."""
-    num_critics: int = 2
-    """Q networks in the critic ensemble; the target takes their minimum (clipped double Q)."""
-    gamma: float = 0.99
-    """Discount factor."""
-    tau: float = 0.005
-    """Polyak step of the target networks towards the networks at each target update (1 copies them)."""
-    actor_lr: float = 3e-4
-    """Adam learning rate of the actor."""
-    critic_lr: float = 3e-4
-    """Adam learning rate of the critics."""
-
-    def __post_init__(self):
-        _check(len(self.hidden_sizes) > 0 and all(w > 0 for w in self.hidden_sizes),
-               f"hidden_sizes must be one or more positive widths, got {list(self.hidden_sizes)}.")
-        _check(self.num_critics >= 1, f"num_critics must be at least 1, got {self.num_critics}.")
-        _check(0.0 <= self.gamma <= 1.0, f"gamma must lie in [0, 1], got {self.gamma}.")
-        _check(0.0 <= self.tau <= 1.0, f"tau must lie in [0, 1], got {self.tau}.")
-        for name in ("actor_lr", "critic_lr"):
-            _check(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}.")
-
-
-@dataclass(frozen=True)
-class SACConfig(ActorCriticConfig):
-    """Soft Actor-Critic (Haarnoja et al. 2018) hyperparameters."""
-
-    alpha_lr: float = 3e-4
-    """Adam learning rate of the entropy temperature."""
-    alpha: float | None = None
-    """A fixed entropy temperature; none (the default) tunes it towards target-entropy."""
-    init_alpha: float = 1.0
-    """Initial entropy temperature when it is tuned."""
-    target_entropy: float | None = None
-    """Entropy the temperature is tuned towards; none means -action_dim."""
-    log_std_min: float = -5.0
-    """Lower bound of the actor's log standard deviation."""
-    log_std_max: float = 2.0
-    """Upper bound of the actor's log standard deviation."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        for name in ("alpha_lr", "init_alpha"):
-            _check(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}.")
-        _check(self.alpha is None or self.alpha >= 0, f"alpha must be non-negative, got {self.alpha}.")
-        _check(self.log_std_min < self.log_std_max,
-               f"log_std_min must be below log_std_max, got {self.log_std_min} and {self.log_std_max}.")
-
-
-@dataclass(frozen=True)
-class TD3Config(ActorCriticConfig):
-    """TD3 (Fujimoto et al. 2018) hyperparameters; defaults from the paper's published code."""
-
-    policy_delay: int = 2
-    """Critic updates per actor (and target) update."""
-    policy_noise: float = 0.2
-    """Standard deviation of the target policy smoothing noise, in the [-1, 1] action scale."""
-    noise_clip: float = 0.5
-    """Bound on the target policy smoothing noise."""
-    exploration_noise: float = 0.1
-    """Standard deviation of the Gaussian exploration noise, in the [-1, 1] action scale."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        _check(self.policy_delay >= 1, f"policy_delay must be at least 1, got {self.policy_delay}.")
-        for name in ("policy_noise", "noise_clip", "exploration_noise"):
-            _check(getattr(self, name) >= 0, f"{name} must be zero or positive, got {getattr(self, name)}.")
-
-
-AGENT_NAMES = ("sac", "td3")
-
-
-@dataclass(frozen=True)
-class Config:
-    """Everything a training run needs; saved with the run as config.yaml."""
+class RunConfig:
+    """What a run needs besides the agents' hyperparameters."""
 
     env: str = "Pendulum-v1"
     """Gymnasium environment id with a continuous (Box) action space."""
-    agent: Literal["sac", "td3"] = "sac"
-    """sac or td3; its hyperparameters are the flags of its own section (sac: or td3: in YAML)."""
+    agent: Literal[tuple(AGENTS)] = "sac"
+    """The agent (README: agents); its hyperparameters are the flags of its section (its name, in YAML)."""
     seed: int = 1
     """Seeds torch, numpy and the environments."""
     total_steps: int = 1_000_000
@@ -153,23 +76,27 @@ class Config:
     """Folder of this run; none means runs/<env>__<agent>__s<seed>__<time>."""
     wandb: Literal["online", "offline", "disabled"] | None = None
     """online, offline or disabled; none means online when logged in to wandb, offline otherwise."""
-    sac: SACConfig = field(default_factory=SACConfig)
-    td3: TD3Config = field(default_factory=TD3Config)
 
     @property
     def agent_config(self):
         return getattr(self, self.agent)
 
     def __post_init__(self):
-        _check(0 <= self.seed < 2**32, f"seed must lie in [0, 2**32), got {self.seed}.")
+        check(0 <= self.seed < 2**32, f"seed must lie in [0, 2**32), got {self.seed}.")
         for name in ("total_steps", "batch_size", "buffer_size", "updates_per_step", "num_envs", "log_every"):
-            _check(getattr(self, name) > 0, f"{name} must be a positive integer, got {getattr(self, name)}.")
+            check(getattr(self, name) > 0, f"{name} must be a positive integer, got {getattr(self, name)}.")
         for name in ("learning_starts", "eval_every", "eval_episodes", "video_every", "checkpoint_every", "threads"):
-            _check(getattr(self, name) >= 0, f"{name} must be zero or positive, got {getattr(self, name)}.")
-        _check(self.batch_size <= self.buffer_size,
+            check(getattr(self, name) >= 0, f"{name} must be zero or positive, got {getattr(self, name)}.")
+        check(self.batch_size <= self.buffer_size,
                f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size}).")
-        _check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+        check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
                f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}.")
+
+
+# Everything a training run needs, saved with the run as config.yaml: the run's fields and one section per agent.
+Config = dataclasses.make_dataclass(
+    "Config", [(name, agent.config_class, field(default_factory=agent.config_class)) for name, agent in AGENTS.items()],
+    bases=(RunConfig,), frozen=True)
 
 
 # ---- reflection over the tree -------------------------------------------------------------------------
@@ -179,7 +106,10 @@ def field_docs(cls: type) -> dict[str, str]:
     """The docstring written under each field of a dataclass (its own fields and those it inherits)."""
     docs: dict[str, str] = {}
     for klass in reversed([c for c in cls.__mro__ if dataclasses.is_dataclass(c)]):
-        body = ast.parse(inspect.getsource(klass)).body[0].body
+        try:
+            body = ast.parse(inspect.getsource(klass)).body[0].body
+        except (OSError, TypeError):  # made by make_dataclass (Config): no source, and no docstrings of its own
+            continue
         for stmt, following in zip(body, body[1:]):
             if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
                     and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)):
@@ -353,17 +283,17 @@ def merge(base: dict, override: dict) -> dict:
     return out
 
 
-def preset_path(env_id: str) -> Path:
-    return CONFIG_DIR / f"{env_id}.yaml"
+def preset_paths(env_id: str, agent: str) -> list[Path]:
+    """The presets that exist for this env and agent: the env's own, then the agent's for that env."""
+    return [p for p in (CONFIG_DIR / f"{env_id}.yaml", CONFIG_DIR / agent / f"{env_id}.yaml") if p.is_file()]
 
 
 def resolve(overrides: dict, config_file: str | None = None) -> Config:
-    """Defaults <- the env's preset <- `config_file` <- `overrides` (a nested dict, typically from flags)."""
+    """Defaults <- the presets <- `config_file` <- `overrides` (a nested dict, typically from flags)."""
     user = load_yaml(config_file) if config_file else {}
     env_id = overrides.get("env") or user.get("env") or Config.env
-    layers = []
-    if preset_path(env_id).is_file():
-        layers.append((load_yaml(preset_path(env_id)), str(preset_path(env_id))))
+    agent = overrides.get("agent") or user.get("agent") or Config.agent
+    layers = [(load_yaml(path), str(path)) for path in preset_paths(env_id, agent)]
     if config_file:
         layers.append((user, str(config_file)))
     layers.append((overrides, "the command line"))

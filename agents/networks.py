@@ -1,6 +1,8 @@
-"""The actor (observation -> TanhNormal) and the critic ensemble (observation, action -> one Q per member)."""
+"""The actor (observation -> TanhNormal) and the critic ensemble (observation, action -> one Q per member), and
+the batch renormalization that CrossQ puts in both."""
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -8,19 +10,62 @@ from torch import nn
 from agents.distributions import NoisyDeterministic, TanhNormal
 
 
-def mlp(in_dim: int, hidden_sizes: tuple[int, ...]) -> nn.Sequential:
-    layers: list[nn.Module] = []
+class BatchRenorm(nn.Module):
+    """Batch renormalization (Ioffe 2017) over the batch dimension (-2) of (B, F) or, per member, of (E, B, F).
+
+    In training mode it normalizes by the batch's statistics, corrected towards the running ones by r and d
+    (held to [1/r_max, r_max] and [-d_max, d_max], without gradient) once `warmup_steps` training calls have
+    passed, plain batch norm before; it moves the running statistics by `momentum`. In eval mode it uses the
+    running statistics alone, so a single observation is normalized as the batches were.
+    """
+
+    def __init__(self, num_features: int, ensemble_size: int | None = None, momentum: float = 0.01,
+                 warmup_steps: int = 100_000, eps: float = 1e-3, r_max: float = 3.0, d_max: float = 5.0):
+        super().__init__()
+        shape = (1, num_features) if ensemble_size is None else (ensemble_size, 1, num_features)
+        self.weight = nn.Parameter(torch.ones(shape))
+        self.bias = nn.Parameter(torch.zeros(shape))
+        self.register_buffer("running_mean", torch.zeros(shape))
+        self.register_buffer("running_var", torch.ones(shape))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self.momentum, self.warmup_steps, self.eps, self.r_max, self.d_max = momentum, warmup_steps, eps, r_max, d_max
+
+    def forward(self, x: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        weight, bias = (self.weight.detach(), self.bias.detach()) if frozen else (self.weight, self.bias)
+        if not self.training:
+            return (x - self.running_mean) * torch.rsqrt(self.running_var + self.eps) * weight + bias
+        mean = x.mean(dim=-2, keepdim=True)
+        var = x.var(dim=-2, keepdim=True, unbiased=False)
+        std = (var + self.eps).sqrt()
+        with torch.no_grad():  # r and d are constants to the gradient (Ioffe 2017, algorithm 1)
+            running_std = (self.running_var + self.eps).sqrt()
+            warm = self.steps >= self.warmup_steps  # a tensor: no host sync
+            r = torch.where(warm, (std / running_std).clamp(1.0 / self.r_max, self.r_max), 1.0)
+            d = torch.where(warm, ((mean - self.running_mean) / running_std).clamp(-self.d_max, self.d_max), 0.0)
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var, self.momentum)
+            self.steps += 1
+        return ((x - mean) / std * r + d) * weight + bias
+
+
+# A normalization layer for a width (and an ensemble size, for the critics), or None for plain networks.
+Norm = Callable[..., nn.Module] | None
+
+
+def mlp(in_dim: int, hidden_sizes: tuple[int, ...], norm: Norm = None) -> nn.Sequential:
+    """Linear -> ReLU per width; with `norm`, a normalization of the input and after each ReLU (as CrossQ)."""
+    layers: list[nn.Module] = [norm(in_dim)] if norm else []
     for width in hidden_sizes:
-        layers += [nn.Linear(in_dim, width), nn.ReLU()]
+        layers += [nn.Linear(in_dim, width), nn.ReLU()] + ([norm(width)] if norm else [])
         in_dim = width
     return nn.Sequential(*layers)
 
 
 class Actor(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...],
-                 log_std_min: float = -5.0, log_std_max: float = 2.0):
+                 log_std_min: float = -5.0, log_std_max: float = 2.0, norm: Norm = None):
         super().__init__()
-        self.trunk = mlp(obs_dim, hidden_sizes)
+        self.trunk = mlp(obs_dim, hidden_sizes, norm)
         self.head = nn.Linear(hidden_sizes[-1], 2 * act_dim)
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
@@ -64,18 +109,25 @@ class EnsembleLinear(nn.Module):
 
 
 class QEnsemble(nn.Module):
-    """`num_critics` Q networks evaluated together; forward returns Q values of shape (E, B)."""
+    """`num_critics` Q networks evaluated together; forward returns Q values of shape (E, B). With `norm`, each
+    member normalizes its input and each hidden layer's output (after the ReLU), as CrossQ's critics."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...], num_critics: int = 2):
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...], num_critics: int = 2,
+                 norm: Norm = None):
         super().__init__()
         self.num_critics = num_critics
         sizes = (obs_dim + act_dim, *hidden_sizes, 1)
         self.layers = nn.ModuleList(EnsembleLinear(num_critics, i, o) for i, o in zip(sizes[:-1], sizes[1:]))
+        self.norms = nn.ModuleList(norm(width, num_critics) for width in sizes[:-1]) if norm else None
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor, frozen: bool = False) -> torch.Tensor:
         """Q values (E, B). With `frozen`, no gradient reaches the weights (the actor loss needs only dQ/da)."""
         x = torch.cat([obs, action], dim=-1)  # (B, O + A)
         x = x.expand(self.num_critics, *x.shape)  # (E, B, O + A)
-        for layer in self.layers[:-1]:
+        for i, layer in enumerate(self.layers[:-1]):
+            if self.norms is not None:
+                x = self.norms[i](x, frozen)
             x = torch.relu(layer(x, frozen))
+        if self.norms is not None:
+            x = self.norms[-1](x, frozen)
         return self.layers[-1](x, frozen).squeeze(-1).float()

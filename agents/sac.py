@@ -5,12 +5,29 @@ actor loss alpha * log pi(a|s) - min_i Q_i(s, a) backpropagates through the acti
 """
 
 import copy
+from dataclasses import dataclass
 
 import torch
 
-from agents.config import SACConfig
+from agents.hyperparams import ActorCriticConfig, MaxEntropyConfig, check, check_widths
 from agents.networks import Actor, QEnsemble
 from agents.replay_buffer import Batch
+
+
+@dataclass(frozen=True)
+class SACConfig(MaxEntropyConfig, ActorCriticConfig):
+    """Soft Actor-Critic (Haarnoja et al. 2018) hyperparameters."""
+
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor and of each critic, e.g. 256 256."""
+    tau: float = 0.005
+    """Polyak step of the target networks towards the networks at each target update (1 copies them)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.check_entropy_fields()
+        check_widths("hidden_sizes", self.hidden_sizes)
+        check(0.0 <= self.tau <= 1.0, f"tau must lie in [0, 1], got {self.tau}.")
 
 
 def critic_loss(batch: Batch, actor: Actor, critic: QEnsemble, critic_target: QEnsemble,
@@ -49,6 +66,7 @@ def grad_norm(params) -> torch.Tensor:
 
 class SAC:
     name = "sac"
+    config_class = SACConfig
 
     def __init__(self, obs_dim: int, act_dim: int, config: SACConfig, device: torch.device,
                  precision: str = "fp32", compile: bool = False):

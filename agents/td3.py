@@ -2,12 +2,39 @@
 clipped double-Q targets with target policy smoothing, and delayed policy and target updates."""
 
 import copy
+from dataclasses import dataclass
 
 import torch
 
-from agents.config import TD3Config
+from agents.hyperparams import ActorCriticConfig, check, check_widths
 from agents.networks import DeterministicActor, QEnsemble
 from agents.replay_buffer import Batch
+
+
+@dataclass(frozen=True)
+class TD3Config(ActorCriticConfig):
+    """TD3 (Fujimoto et al. 2018) hyperparameters; defaults from the paper's published code."""
+
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor and of each critic, e.g. 256 256."""
+    tau: float = 0.005
+    """Polyak step of the target networks towards the networks at each target update (1 copies them)."""
+    policy_delay: int = 2
+    """Critic updates per actor (and target) update."""
+    policy_noise: float = 0.2
+    """Standard deviation of the target policy smoothing noise, in the [-1, 1] action scale."""
+    noise_clip: float = 0.5
+    """Bound on the target policy smoothing noise."""
+    exploration_noise: float = 0.1
+    """Standard deviation of the Gaussian exploration noise, in the [-1, 1] action scale."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_widths("hidden_sizes", self.hidden_sizes)
+        check(0.0 <= self.tau <= 1.0, f"tau must lie in [0, 1], got {self.tau}.")
+        check(self.policy_delay >= 1, f"policy_delay must be at least 1, got {self.policy_delay}.")
+        for name in ("policy_noise", "noise_clip", "exploration_noise"):
+            check(getattr(self, name) >= 0, f"{name} must be zero or positive, got {getattr(self, name)}.")
 
 
 def smoothed_target(batch: Batch, actor_target: DeterministicActor, critic_target: QEnsemble, gamma: float,
@@ -23,6 +50,7 @@ def smoothed_target(batch: Batch, actor_target: DeterministicActor, critic_targe
 
 class TD3:
     name = "td3"
+    config_class = TD3Config
 
     def __init__(self, obs_dim: int, act_dim: int, config: TD3Config, device: torch.device,
                  precision: str = "fp32", compile: bool = False):

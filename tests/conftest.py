@@ -18,7 +18,8 @@ torch.set_num_threads(1)
 def tiny(tmp_path):
     """Keyword overrides for a run that finishes in seconds and really updates (learning starts early)."""
     def make(**overrides):
-        from agents.config import Config, SACConfig
+        from agents.config import Config
+        from agents.sac import SACConfig
         sac = SACConfig(**{"hidden_sizes": (32, 32), **overrides.pop("sac", {})})
         base = dict(env="Pendulum-v1", total_steps=300, learning_starts=100, batch_size=32, buffer_size=10_000,
                     eval_every=0, eval_episodes=1, log_every=100, wandb="disabled", threads=1,

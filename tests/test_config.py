@@ -3,8 +3,9 @@ import dataclasses
 import pytest
 
 from agents.cli import build_parser, parse_args
-from agents.config import Config, SACConfig, from_dict, leaf_fields, preset_path, resolve
+from agents.config import Config, from_dict, leaf_fields, preset_paths, resolve
 from agents.errors import UserError
+from agents.sac import SACConfig
 
 
 def test_every_field_is_a_dashed_flag_with_one_line_help():
@@ -19,7 +20,7 @@ def test_every_field_is_a_dashed_flag_with_one_line_help():
 
 
 def test_layers_defaults_preset_file_then_flags(tmp_path):
-    assert preset_path("Pendulum-v1").is_file()
+    assert preset_paths("Pendulum-v1", "sac")[0].is_file()
     user = tmp_path / "mine.yaml"
     user.write_text("batch_size: 128\nsac:\n  gamma: 0.98\n  critic_lr: 5e-4\n")
     config, _, _ = parse_args(["--env", "Pendulum-v1", "--config", str(user), "--batch-size", "64",

@@ -3,9 +3,8 @@ import io
 import pytest
 import torch
 
-from agents.config import SACConfig
 from agents.replay_buffer import Batch
-from agents.sac import SAC, actor_loss, critic_loss, temperature_loss
+from agents.sac import SAC, SACConfig, actor_loss, critic_loss, temperature_loss
 
 OBS, ACT, B = 3, 2, 64
 

@@ -2,9 +2,8 @@
 
 import torch
 
-from agents.config import TD3Config
 from agents.replay_buffer import Batch
-from agents.td3 import TD3, smoothed_target
+from agents.td3 import TD3, TD3Config, smoothed_target
 
 OBS, ACT, B = 3, 2, 64
 

@@ -1,0 +1,171 @@
+"""CrossQ (Bhatt et al., ICLR 2024): SAC without target networks, made stable by batch renormalization.
+
+The critics normalize their inputs and hidden layers with batch renormalization, and (s, a) and (s', a') go through
+them in one forward pass, so the statistics are those of both distributions; the bootstrap target is the detached
+second half of that pass. The critics are wide (2048 x 2048), the actor is updated every third critic update, and
+Adam runs with beta1 = 0.5. Defaults follow the paper and its tuned values in rl-baselines3-zoo's
+hyperparams/crossq.yml and SBX (lr 1e-3, policy_delay 3, critics 2048 x 2048, actor 256 x 256, Adam beta1 0.5,
+batch-norm momentum 0.99 in Flax's convention, i.e. 0.01 here, renormalization after 100k steps).
+"""
+
+import functools
+from dataclasses import dataclass
+
+import torch
+
+from agents.hyperparams import ActorCriticConfig, MaxEntropyConfig, check, check_widths
+from agents.networks import Actor, BatchRenorm, QEnsemble
+from agents.replay_buffer import Batch
+from agents.sac import actor_loss, grad_norm, temperature_loss
+
+
+@dataclass(frozen=True)
+class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
+    """CrossQ (Bhatt et al. 2024) hyperparameters; defaults are the paper's tuned MuJoCo values."""
+
+    actor_lr: float = 1e-3
+    """Adam learning rate of the actor."""
+    critic_lr: float = 1e-3
+    """Adam learning rate of the critics."""
+    alpha_lr: float = 1e-3
+    """Adam learning rate of the entropy temperature."""
+    actor_hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor."""
+    critic_hidden_sizes: tuple[int, ...] = (2048, 2048)
+    """Hidden layer widths of each critic (wide: batch-normalized critics gain from width, per the paper)."""
+    policy_delay: int = 3
+    """Critic updates per actor (and temperature) update."""
+    adam_beta1: float = 0.5
+    """Adam's beta1 for the actor and the critics."""
+    batch_norm_momentum: float = 0.01
+    """Weight of each batch in the running statistics of batch renormalization."""
+    renorm_warmup_steps: int = 100_000
+    """Training calls of each batch-renorm layer with plain batch norm before the renormalization starts."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.check_entropy_fields()
+        check_widths("actor_hidden_sizes", self.actor_hidden_sizes)
+        check_widths("critic_hidden_sizes", self.critic_hidden_sizes)
+        check(self.policy_delay >= 1, f"policy_delay must be at least 1, got {self.policy_delay}.")
+        check(0.0 <= self.adam_beta1 < 1.0, f"adam_beta1 must lie in [0, 1), got {self.adam_beta1}.")
+        check(0.0 < self.batch_norm_momentum <= 1.0,
+              f"batch_norm_momentum must lie in (0, 1], got {self.batch_norm_momentum}.")
+        check(self.renorm_warmup_steps >= 0,
+              f"renorm_warmup_steps must be zero or positive, got {self.renorm_warmup_steps}.")
+
+
+def _norm(config: CrossQConfig):
+    return functools.partial(BatchRenorm, momentum=config.batch_norm_momentum,
+                             warmup_steps=config.renorm_warmup_steps)
+
+
+def critic_loss(batch: Batch, actor: Actor, critic: QEnsemble, alpha: torch.Tensor,
+                gamma: float) -> tuple[torch.Tensor, dict]:
+    """The critics in training mode, on (s, a) and (s', a') joined into one batch of 2B; no target network."""
+    with torch.no_grad():
+        next_action, next_log_prob = actor(batch.next_obs).rsample_and_log_prob()  # (B, A), (B,)
+    q_both = critic(torch.cat([batch.obs, batch.next_obs]), torch.cat([batch.action, next_action]))  # (E, 2B)
+    q, next_q = q_both.chunk(2, dim=1)  # (E, B) each
+    with torch.no_grad():
+        # Only a true terminal state stops bootstrapping; a time-limit truncation is stored with terminated=0.
+        next_v = next_q.min(dim=0).values - alpha * next_log_prob  # (B,)
+        q_target = batch.reward + gamma * (1.0 - batch.terminated) * next_v  # (B,)
+    loss = 0.5 * (q - q_target).square().mean(dim=1).sum()
+    return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
+
+
+class CrossQ:
+    name = "crossq"
+    config_class = CrossQConfig
+
+    def __init__(self, obs_dim: int, act_dim: int, config: CrossQConfig, device: torch.device,
+                 precision: str = "fp32", compile: bool = False):
+        self.config, self.device = config, device
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+        self.actor = self.make_actor(obs_dim, act_dim, config).to(device)  # eval mode, but inside update
+        self.critic = QEnsemble(obs_dim, act_dim, config.critic_hidden_sizes, config.num_critics,
+                                norm=_norm(config)).to(device).eval()  # train mode only for the critic loss
+        self.target_entropy = float(-act_dim if config.target_entropy is None else config.target_entropy)
+        self.autotune = config.alpha is None
+        alpha = config.init_alpha if self.autotune else config.alpha
+        self.log_alpha = torch.tensor(float(alpha), device=device).log().requires_grad_(self.autotune)
+        betas = (config.adam_beta1, 0.999)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, betas=betas,
+                                                 fused=True)
+        groups = [{"params": list(self.actor.parameters()), "lr": config.actor_lr, "betas": betas}]
+        if self.autotune:  # the temperature keeps Adam's default betas, as in SBX
+            groups.append({"params": [self.log_alpha], "lr": config.alpha_lr})
+        self.actor_optimizer = torch.optim.Adam(groups, fused=True)
+        self.updates = 0  # a Python int: the policy delay costs no host sync
+        self.constants = {"train/target_entropy": self.target_entropy}
+        self._actor_info: dict[str, torch.Tensor] = {}
+        if compile:
+            torch._inductor.config.fallback_random = True
+            self._critic_loss = torch.compile(self._critic_loss)
+            self._actor_loss = torch.compile(self._actor_loss)
+
+    @staticmethod
+    def make_actor(obs_dim: int, act_dim: int, config: CrossQConfig) -> Actor:
+        return Actor(obs_dim, act_dim, config.actor_hidden_sizes, config.log_std_min, config.log_std_max,
+                     norm=_norm(config)).eval()
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.detach().exp()
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        dist = self.actor(obs)  # eval mode: the running statistics, so a single observation is fine
+        return dist.mode if deterministic else dist.sample()
+
+    def _frozen_critic(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs, action, frozen=True)
+
+    def _critic_loss(self, batch: Batch, alpha: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        with self.autocast:
+            return critic_loss(batch, self.actor, self.critic, alpha, self.config.gamma)
+
+    def _actor_loss(self, obs: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        with self.autocast:
+            loss, log_prob, info = actor_loss(obs, self.actor, self._frozen_critic, alpha)
+        if self.autotune:
+            loss_alpha = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
+            info["alpha_loss"] = loss_alpha.detach()
+            loss = loss + loss_alpha
+        return loss, info
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """A critic step every call; every policy_delay-th call (the first included, as in SBX) also an actor and
+        temperature step, against the critics just updated, in eval mode. Returns detached tensors."""
+        self.critic.train()
+        loss_q, info = self._critic_loss(batch, self.alpha)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        loss_q.backward()
+        info["critic_grad_norm"] = grad_norm(self.critic.parameters())
+        self.critic_optimizer.step()
+        self.critic.eval()
+        if self.updates % self.config.policy_delay == 0:
+            # The actor normalizes by its batch's statistics (and moves its running ones); the critics value its
+            # actions with their running statistics, as at evaluation.
+            self.actor.train()
+            loss_pi, self._actor_info = self._actor_loss(batch.obs, self.alpha)
+            self.actor_optimizer.zero_grad(set_to_none=True)
+            loss_pi.backward()
+            self._actor_info["actor_grad_norm"] = grad_norm(self.actor.parameters())
+            self.actor_optimizer.step()
+            self.actor.eval()
+        self.updates += 1
+        return {**info, **self._actor_info, "alpha": self.alpha}
+
+    def state_dict(self) -> dict:
+        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+                "log_alpha": self.log_alpha.detach().clone(), "critic_optimizer": self.critic_optimizer.state_dict(),
+                "actor_optimizer": self.actor_optimizer.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in ("actor", "critic", "critic_optimizer", "actor_optimizer"):
+            getattr(self, name).load_state_dict(state[name])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.updates = state["updates"]

@@ -1,0 +1,64 @@
+"""What agents' config sections are made of: the fields the family shares, and the check that guards them.
+
+Each agent declares its own section (a frozen dataclass) in its own file, from these parts; `agents.config`
+gathers the sections of the registered agents into the run's config.
+"""
+
+from dataclasses import dataclass
+
+from agents.errors import UserError
+
+
+def check(ok: bool, message: str) -> None:
+    if not ok:
+        raise UserError(message)
+
+
+@dataclass(frozen=True)
+class ActorCriticConfig:
+    """What every agent of the family has: an actor, an ensemble of critics, discounting."""
+
+    num_critics: int = 2
+    """Q networks in the critic ensemble; the target takes their minimum (clipped double Q)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the actor."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics."""
+
+    def __post_init__(self):
+        check(self.num_critics >= 1, f"num_critics must be at least 1, got {self.num_critics}.")
+        check(0.0 <= self.gamma <= 1.0, f"gamma must lie in [0, 1], got {self.gamma}.")
+        for name in ("actor_lr", "critic_lr"):
+            check(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}.")
+
+
+@dataclass(frozen=True)
+class MaxEntropyConfig:
+    """A tanh-Gaussian actor and the entropy temperature of maximum-entropy RL (SAC and its kin)."""
+
+    alpha_lr: float = 3e-4
+    """Adam learning rate of the entropy temperature."""
+    alpha: float | None = None
+    """A fixed entropy temperature; none (the default) tunes it towards target-entropy."""
+    init_alpha: float = 1.0
+    """Initial entropy temperature when it is tuned."""
+    target_entropy: float | None = None
+    """Entropy the temperature is tuned towards; none means -action_dim."""
+    log_std_min: float = -5.0
+    """Lower bound of the actor's log standard deviation."""
+    log_std_max: float = 2.0
+    """Upper bound of the actor's log standard deviation."""
+
+    def check_entropy_fields(self) -> None:
+        for name in ("alpha_lr", "init_alpha"):
+            check(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}.")
+        check(self.alpha is None or self.alpha >= 0, f"alpha must be non-negative, got {self.alpha}.")
+        check(self.log_std_min < self.log_std_max,
+              f"log_std_min must be below log_std_max, got {self.log_std_min} and {self.log_std_max}.")
+
+
+def check_widths(name: str, widths: tuple[int, ...]) -> None:
+    check(len(widths) > 0 and all(w > 0 for w in widths), f"{name} must be one or more positive widths, "
+          f"got {list(widths)}.")
