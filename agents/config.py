@@ -76,6 +76,8 @@ class RunConfig:
     """Folder of this run; none means runs/<env>__<agent>__s<seed>__<time>."""
     wandb: Literal["online", "offline", "disabled"] | None = None
     """online, offline or disabled; none means online when logged in to wandb, offline otherwise."""
+    wandb_group: str | None = None
+    """wandb group of the run; none means a name shared by the runs that differ only by seed."""
 
     @property
     def agent_config(self):

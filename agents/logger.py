@@ -16,7 +16,8 @@ WANDB_PROJECT = "pathwise"
 ROOT = Path(__file__).resolve().parent.parent
 # Fields that do not change what a run learns: runs that differ only in these (and the seed) share a group.
 NOT_THE_EXPERIMENT = ("seed", "run_dir", "device", "threads", "wandb", "log_every", "checkpoint_every",
-                      "save_buffer", "video_every", "compile", "vector_mode", "eval_every", "eval_episodes")
+                      "save_buffer", "video_every", "compile", "vector_mode", "eval_every", "eval_episodes",
+                      "wandb_group")
 
 
 def wandb_logged_in() -> bool:
@@ -78,7 +79,8 @@ class Logger:
             project=WANDB_PROJECT, mode=self.mode, dir=run_dir, name=run_dir.name, id=run_id, resume="allow",
             config={**to_dict(config), "agent": agent_name, "pathwise_version": agents.__version__,
                     "git_commit": git_commit()},
-            group=experiment_group(config, agent_name), tags=[config.env, agent_name, f"seed{config.seed}"],
+            group=config.wandb_group or experiment_group(config, agent_name),
+            tags=[config.env, agent_name, f"seed{config.seed}"],
             settings=wandb.Settings(silent=True),
         )
         self.run_id = self.run.id

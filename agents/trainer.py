@@ -2,6 +2,7 @@
 
 import contextlib
 import dataclasses
+import math
 import os
 import random
 import signal
@@ -49,6 +50,10 @@ class Summary:
         return "\n".join(lines)
 
 
+class Diverged(UserError):
+    """A loss or the evaluation return became NaN or infinite; the checkpoints written before are kept."""
+
+
 class Interrupted(Exception):
     """Training stopped by Ctrl-C, after its checkpoint was written."""
 
@@ -85,6 +90,8 @@ class Trainer:
         self._episode_stats: list[tuple[float, int]] = []
         self._time_env = self._time_update = 0.0
         self._stop_requested = False
+        # Called after each evaluation with (env_steps, return mean, return std): how a sweep hears of progress.
+        self.on_evaluation: list = []
 
     # ---- the loop -----------------------------------------------------------------------------------
 
@@ -181,6 +188,11 @@ class Trainer:
                                            self.config.seed + EVAL_SEED_OFFSET)
         self.last_eval = (float(returns.mean()), float(returns.std()))
         self.logger.log_eval(self.env_steps, *self.last_eval, float(lengths.mean()))
+        if not math.isfinite(self.last_eval[0]):
+            raise Diverged(f"training diverged: the evaluation return at step {self.env_steps:,} is "
+                           f"{self.last_eval[0]}.")
+        for callback in self.on_evaluation:
+            callback(self.env_steps, *self.last_eval)
         return self.last_eval
 
     def record_video(self) -> Path:
@@ -208,6 +220,12 @@ class Trainer:
             keys = list(self._sums)
             values = (torch.stack([self._sums[k] for k in keys]) / self._updates).tolist()  # one transfer
             metrics.update({f"train/{k}": v for k, v in zip(keys, values)})
+            bad = [k for k, v in zip(keys, values) if not math.isfinite(v)]
+            if bad:
+                self.logger.log(metrics, self.env_steps)
+                more = f" (and {len(bad) - 1} more metrics)" if len(bad) > 1 else ""
+                raise Diverged(f"training diverged: {bad[0]}{more} became {values[keys.index(bad[0])]} by step "
+                               f"{self.env_steps:,} (a smaller learning rate may help).")
         if self._episode_stats:
             returns, lengths = zip(*self._episode_stats)
             metrics["train/episode_return"] = float(np.mean(returns))
