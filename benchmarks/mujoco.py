@@ -29,7 +29,7 @@ from plot import mean_and_band  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "mujoco"
 # Named variants of our agents: train.py flags. crossq-256: CrossQ with 256-wide critics instead of 2048, the size
-# a 2-core CPU can run 50k steps of in reasonable time (the 2048-wide update is about 25 times SAC's there).
+# a 2-core CPU can run 50k steps of in reasonable time (the 2048-wide update is about 27 times SAC's there).
 VARIANTS = {"crossq-256": ["--agent", "crossq", "--critic-hidden-sizes", "256", "256"]}
 
 SB3_WORKER = """
