@@ -143,3 +143,17 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path
         assert os.path.getmtime(trials / name / "checkpoints" / "step_000001500.pt") == mtime
     resumed = [s for s in starts.values() if len(s) == 2 and 0 < s[1] < 1500]
     assert resumed, starts  # the interrupted trial went on from its checkpoint
+
+
+def test_an_optuna_sweep_runs_each_suggestion_once_per_seed(tmp_path):
+    pytest.importorskip("ray")
+    pytest.importorskip("optuna")
+    path = sweep_file(tmp_path, seeds=[1, 2], searcher="optuna", space={"sac.actor_lr": {"loguniform": [1e-4, 1e-2]}},
+                      base={**TINY_BASE, "wandb": "disabled", "total_steps": 200, "eval_every": 100})
+    result = script("sweep.py", path, "--sweep-dir", tmp_path / "sweep", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [r.split("|")[1:-1] for r in (tmp_path / "sweep" / "trials.md").read_text().splitlines()[2:]]
+    assert len(rows) == 2 and all(r[-1].strip() == "done" for r in rows), rows
+    assert rows[0][1] == rows[1][1] and {r[2].strip() for r in rows} == {"1", "2"}  # one suggestion, both seeds
+    assert yaml.safe_load((tmp_path / "sweep" / "best.yaml").read_text())["sac"]["actor_lr"] == pytest.approx(
+        float(rows[0][1]), rel=1e-3)
