@@ -179,6 +179,8 @@ def run_trial(trial: dict, sweep: Sweep, sweep_dir: str) -> None:
         rows = list(csv.DictReader(open(run_dir / "evaluations.csv")))
         tune.report({METRIC: float(rows[-1]["return_mean"]), "env_steps": done} if rows else {"env_steps": done})
         return
+    if not done:  # nothing to resume from: a fresh run, without the evaluations of an earlier start
+        (run_dir / "evaluations.csv").unlink(missing_ok=True)
     trainer = resume_trainer(run_dir, {}) if done else build_trainer(config)
     trainer.on_evaluation.append(lambda step, mean, std: tune.report(
         {METRIC: mean, "eval/return_std": std, "env_steps": step}))
