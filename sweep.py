@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from agents.config import resolve
 from agents.errors import UserError
 from agents.sweep import (
     Sweep,
@@ -67,7 +68,7 @@ def new_tuner(trainable, sweep: Sweep, tune_dir: Path, max_concurrent: int | Non
     scheduler = None
     if sweep.asha is not None:
         from ray.tune.schedulers import ASHAScheduler
-        max_t = trial_config(sweep, {}, sweep.seeds[0], tune_dir).total_steps
+        max_t = resolve(sweep.base).total_steps
         scheduler = ASHAScheduler(time_attr="env_steps", max_t=max_t,
                                   grace_period=int(sweep.asha.get("grace_period", max_t // 4)),
                                   reduction_factor=float(sweep.asha.get("reduction_factor", 2)))

@@ -16,7 +16,7 @@ import torch
 from agents.hyperparams import ActorCriticConfig, MaxEntropyConfig, check, check_widths
 from agents.networks import Actor, BatchRenorm, QEnsemble
 from agents.replay_buffer import Batch
-from agents.sac import actor_loss, grad_norm, temperature_loss
+from agents.sac import actor_loss, grad_norm, init_temperature, temperature_loss
 
 
 @dataclass(frozen=True)
@@ -86,10 +86,8 @@ class CrossQ:
         self.actor = self.make_actor(obs_dim, act_dim, config).to(device)  # eval mode, but inside update
         self.critic = QEnsemble(obs_dim, act_dim, config.critic_hidden_sizes, config.num_critics,
                                 norm=_norm(config)).to(device).eval()  # train mode only for the critic loss
-        self.target_entropy = float(-act_dim if config.target_entropy is None else config.target_entropy)
+        self.target_entropy, self.log_alpha = init_temperature(config, act_dim, device)
         self.autotune = config.alpha is None
-        alpha = config.init_alpha if self.autotune else config.alpha
-        self.log_alpha = torch.tensor(float(alpha), device=device).log().requires_grad_(self.autotune)
         betas = (config.adam_beta1, 0.999)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, betas=betas,
                                                  fused=True)

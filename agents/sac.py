@@ -59,6 +59,13 @@ def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_ent
     return -(log_alpha.exp() * (log_prob + target_entropy)).mean()
 
 
+def init_temperature(config: MaxEntropyConfig, act_dim: int, device: torch.device) -> tuple[float, torch.Tensor]:
+    """The target entropy (-act_dim unless set) and log_alpha, a trainable scalar unless alpha is fixed."""
+    target_entropy = float(-act_dim if config.target_entropy is None else config.target_entropy)
+    alpha = config.init_alpha if config.alpha is None else config.alpha
+    return target_entropy, torch.tensor(float(alpha), device=device).log().requires_grad_(config.alpha is None)
+
+
 def grad_norm(params) -> torch.Tensor:
     """The global L2 norm of the gradients, as a tensor (no host sync)."""
     return torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]).detach()
@@ -75,10 +82,8 @@ class SAC:
         self.actor = self.make_actor(obs_dim, act_dim, config).to(device)
         self.critic = QEnsemble(obs_dim, act_dim, config.hidden_sizes, config.num_critics).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.target_entropy = float(-act_dim if config.target_entropy is None else config.target_entropy)
+        self.target_entropy, self.log_alpha = init_temperature(config, act_dim, device)
         self.autotune = config.alpha is None
-        alpha = config.init_alpha if self.autotune else config.alpha
-        self.log_alpha = torch.tensor(float(alpha), device=device).log().requires_grad_(self.autotune)
         # One Adam for critics, actor and temperature, stepped once per update; fused: one kernel per parameter
         # group, and parts that share a learning rate share a group (each Adam moment is per parameter anyway).
         parts = [(config.critic_lr, list(self.critic.parameters())), (config.actor_lr, list(self.actor.parameters()))]

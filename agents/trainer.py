@@ -8,6 +8,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -91,7 +92,7 @@ class Trainer:
         self._time_env = self._time_update = 0.0
         self._stop_requested = False
         # Called after each evaluation with (env_steps, return mean, return std): how a sweep hears of progress.
-        self.on_evaluation: list = []
+        self.on_evaluation: list[Callable[[int, float, float], None]] = []
 
     # ---- the loop -----------------------------------------------------------------------------------
 
