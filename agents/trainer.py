@@ -18,6 +18,7 @@ import torch
 
 from agents import checkpoint
 from agents.config import Config, check_layer, from_dict, merge, save_yaml, to_dict
+from agents.cpu import configure_cpu
 from agents.errors import UserError
 from agents.evaluation import EVAL_SEED_OFFSET, run_episodes
 from agents.logger import Logger
@@ -373,8 +374,7 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
     if config.video_every:  # render without a display: pygame (classic control) and MuJoCo
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         os.environ.setdefault("MUJOCO_GL", "egl")
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    configure_cpu(config.threads)
     seed_everything(config.seed)
     eval_env = make_env(config.env)  # first: a bad env id is refused here, before any subprocess starts
     envs = make_vector_env(config.env, config.num_envs, config.vector_mode)

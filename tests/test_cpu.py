@@ -1,0 +1,33 @@
+import subprocess
+import sys
+
+from conftest import ROOT
+
+# Multiplies 2^20 denormal numbers on two threads (one chunk each) and prints how many products stayed non-zero.
+PROBE = """
+import sys, torch
+sys.path.insert(0, {root!r})
+if {train}:
+    from agents.config import Config
+    from agents.trainer import build_trainer
+    build_trainer(Config(env="Pendulum-v1", threads=2, wandb="disabled", run_dir={run_dir!r}))
+else:
+    torch.set_num_threads(2)
+x = torch.full((1 << 20,), 1e-39)
+print((x * 1.0).count_nonzero().item())
+"""
+
+
+def probe(train: bool, run_dir) -> int:
+    code = PROBE.format(root=str(ROOT), train=train, run_dir=str(run_dir))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout.split()[-1])
+
+
+def test_a_training_process_flushes_denormals_on_every_thread(tmp_path):
+    # Denormal arithmetic runs in a slow microcode path on x86 (Adam's moments decay into it); every thread of
+    # the training process, OpenMP's workers included, must flush them to zero.
+    assert probe(train=False, run_dir=tmp_path) == 1 << 20
+    assert probe(train=True, run_dir=tmp_path / "run") == 0
