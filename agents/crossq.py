@@ -16,7 +16,7 @@ import torch
 from agents.hyperparams import ActorCriticConfig, MaxEntropyConfig, check, check_widths
 from agents.networks import Actor, BatchRenorm, QEnsemble
 from agents.replay_buffer import Batch
-from agents.sac import actor_loss, grad_norm, init_temperature, temperature_loss
+from agents.sac import actor_loss, grad_norms, init_temperature, temperature_loss
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,6 @@ class CrossQ:
         loss_q, info = self._critic_loss(batch, self.alpha)
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss_q.backward()
-        info["critic_grad_norm"] = grad_norm(self.critic.parameters())
         self.critic_optimizer.step()
         self.critic.eval()
         if self.updates % self.config.policy_delay == 0:
@@ -150,11 +149,14 @@ class CrossQ:
             loss_pi, self._actor_info = self._actor_loss(batch.obs, self.alpha)
             self.actor_optimizer.zero_grad(set_to_none=True)
             loss_pi.backward()
-            self._actor_info["actor_grad_norm"] = grad_norm(self.actor.parameters())
             self.actor_optimizer.step()
             self.actor.eval()
         self.updates += 1
         return {**info, **self._actor_info, "alpha": self.alpha}
+
+    def grad_norms(self) -> dict[str, torch.Tensor]:
+        """The critics' from the last update, the actor's from the last actor step."""
+        return grad_norms(critic=self.critic.parameters(), actor=self.actor.parameters())
 
     def state_dict(self) -> dict:
         return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),

@@ -66,9 +66,16 @@ def init_temperature(config: MaxEntropyConfig, act_dim: int, device: torch.devic
     return target_entropy, torch.tensor(float(alpha), device=device).log().requires_grad_(config.alpha is None)
 
 
-def grad_norm(params) -> torch.Tensor:
-    """The global L2 norm of the gradients, as a tensor (no host sync)."""
-    return torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]).detach()
+def grad_norms(**groups) -> dict[str, torch.Tensor]:
+    """`NAME_grad_norm`: the global L2 norm of each group's gradients as the last backward left them (no host
+    sync), for the groups that have any. Read once per log interval rather than computed in every update, where
+    it cost 4% of SAC's update on a CPU."""
+    norms = {}
+    for name, params in groups.items():
+        grads = [p.grad for p in params if p.grad is not None]
+        if grads:
+            norms[f"{name}_grad_norm"] = torch.nn.utils.get_total_norm(grads).detach()
+    return norms
 
 
 class SAC:
@@ -130,13 +137,14 @@ class SAC:
         loss, info = self._losses(batch, self.alpha)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        info["critic_grad_norm"] = grad_norm(self._params)
-        info["actor_grad_norm"] = grad_norm(self.actor.parameters())
         self.optimizer.step()
         with torch.no_grad():
             torch._foreach_lerp_(self._target_params, self._params, self.config.tau)
         info["alpha"] = self.alpha
         return info
+
+    def grad_norms(self) -> dict[str, torch.Tensor]:
+        return grad_norms(critic=self._params, actor=self.actor.parameters())
 
     def _losses(self, batch: Batch, alpha: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The sum of the three losses, and their diagnostics."""

@@ -9,6 +9,7 @@ import torch
 from agents.hyperparams import ActorCriticConfig, check, check_widths
 from agents.networks import DeterministicActor, QEnsemble
 from agents.replay_buffer import Batch
+from agents.sac import grad_norms
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,10 @@ class TD3:
                 torch._foreach_lerp_(self._target_params, self._params, cfg.tau)
             self._last_actor_loss = loss_pi.detach()
         return {"critic_loss": loss_q.detach(), "q_mean": q.detach().mean(), "actor_loss": self._last_actor_loss}
+
+    def grad_norms(self) -> dict[str, torch.Tensor]:
+        """The critics' from the last update, the actor's from the last actor step."""
+        return grad_norms(critic=self.critic.parameters(), actor=self.actor.parameters())
 
     def state_dict(self) -> dict:
         return {"actor": self.actor.state_dict(), "actor_target": self.actor_target.state_dict(),

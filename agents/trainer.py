@@ -219,8 +219,11 @@ class Trainer:
         metrics: dict[str, float] = {"time/sps": sps, "time/env_fraction": self._time_env / busy,
                                      "buffer/size": len(self.buffer), **self.agent.constants}
         if self._sums:
-            keys = list(self._sums)
-            values = (torch.stack([self._sums[k] for k in keys]) / self._updates).tolist()  # one transfer
+            # Averages over the interval's updates, and the gradient norms of its last update.
+            means = {k: v / self._updates for k, v in self._sums.items()}
+            means.update(self.agent.grad_norms())
+            keys = list(means)
+            values = torch.stack(list(means.values())).tolist()  # one transfer
             metrics.update({f"train/{k}": v for k, v in zip(keys, values)})
             bad = [k for k, v in zip(keys, values) if not math.isfinite(v)]
             if bad:

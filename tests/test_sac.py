@@ -35,6 +35,16 @@ def test_one_update_gives_finite_losses_and_moves_actor_and_critics():
     assert not torch.equal(flat(agent.critic), critic0)
 
 
+def test_grad_norms_are_those_of_the_gradients_the_last_update_left():
+    agent = make_agent()
+    assert agent.grad_norms() == {}  # no backward yet
+    agent.update(make_batch())
+    norms = agent.grad_norms()
+    for name, module in (("critic", agent.critic), ("actor", agent.actor)):
+        expected = torch.cat([p.grad.flatten() for p in module.parameters()]).norm()
+        assert expected > 0 and torch.allclose(norms[f"{name}_grad_norm"], expected)
+
+
 @pytest.mark.parametrize("tau", [0.0, 0.005, 1.0])
 def test_target_critics_move_by_tau_towards_the_critics(tau):
     agent = make_agent(tau=tau)
