@@ -74,7 +74,7 @@ def sb3(env_id: str, steps: int, threads: int) -> float:
 
 
 def update_time_us(env_id: str, threads: int, extra: list[str], repeats: int = 300) -> float:
-    """Median wall time of one of our SAC updates (batch 256, 256x256), in microseconds."""
+    """Median wall time of one of our SAC updates (batch 256, 256x256), in microseconds, in a trainer's process."""
     code = f"""
 import sys, time, statistics, torch
 sys.path.insert(0, {str(ROOT)!r})
@@ -92,11 +92,12 @@ while len(trainer.buffer) < 2000:
     trainer.step()
 agent, buffer = trainer.agent, trainer.buffer
 times = []
-for i in range({repeats} + 50):
+# Timed after 2,000 updates, as in a run: Adam's moments have had time to decay (fresh ones time faster).
+for i in range({repeats} + 2000):
     batch = buffer.sample(256)
     t = time.perf_counter()
     agent.update(batch)
-    if i >= 50:
+    if i >= 2000:
         times.append(time.perf_counter() - t)
 print(statistics.median(times) * 1e6)
 """
