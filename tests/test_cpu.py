@@ -3,7 +3,7 @@ import sys
 
 from conftest import ROOT
 
-# Multiplies 2^20 denormal numbers on two threads (one chunk each) and prints how many products stayed non-zero.
+# Multiplies 2^20 denormals (1.4e-42) on two threads (one chunk each); prints how many products stayed non-zero.
 PROBE = """
 import sys, torch
 sys.path.insert(0, {root!r})
@@ -13,7 +13,8 @@ if {train}:
     build_trainer(Config(env="Pendulum-v1", threads=2, wandb="disabled", run_dir={run_dir!r}))
 else:
     torch.set_num_threads(2)
-x = torch.full((1 << 20,), 1e-39)
+# From a bit pattern: written as the float 1e-39, the denormal would already be flushed on the main thread.
+x = torch.full((1 << 20,), 1000, dtype=torch.int32).view(torch.float32)
 print((x * 1.0).count_nonzero().item())
 """
 
