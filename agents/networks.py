@@ -32,6 +32,7 @@ class BatchRenorm(nn.Module):
 
     def forward(self, x: torch.Tensor, frozen: bool = False) -> torch.Tensor:
         weight, bias = (self.weight.detach(), self.bias.detach()) if frozen else (self.weight, self.bias)
+        x = x.float()  # statistics in float32, as batch norm under autocast (the running ones are float32)
         if not self.training:
             return (x - self.running_mean) * torch.rsqrt(self.running_var + self.eps) * weight + bias
         mean = x.mean(dim=-2, keepdim=True)

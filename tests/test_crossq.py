@@ -230,3 +230,13 @@ def test_bad_crossq_values_are_refused(field, value, message):
     from agents.errors import UserError
     with pytest.raises(UserError, match=message):
         CrossQConfig(**{field: value})
+
+
+def test_bf16_autocast_updates_with_float32_statistics():
+    agent = CrossQ(OBS, ACT, CrossQConfig(actor_hidden_sizes=(32, 32), critic_hidden_sizes=(64, 64)),
+                   torch.device("cpu"), precision="bf16")
+    for step in range(2):
+        info = agent.update(make_batch(step))
+        assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in info.values())
+    buffers = [b for m in agent.critic.modules() if isinstance(m, BatchRenorm) for b in (m.running_mean, m.running_var)]
+    assert buffers and all(b.dtype == torch.float32 for b in buffers)
