@@ -144,7 +144,7 @@ class SAC:
         return info
 
     def grad_norms(self) -> dict[str, torch.Tensor]:
-        return grad_norms(critic=self._params, actor=self.actor.parameters())
+        return grad_norms(critic=self.critic.parameters(), actor=self.actor.parameters())
 
     def _losses(self, batch: Batch, alpha: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The sum of the three losses, and their diagnostics."""

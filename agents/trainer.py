@@ -222,14 +222,13 @@ class Trainer:
             # Averages over the interval's updates, and the gradient norms of its last update.
             means = {k: v / self._updates for k, v in self._sums.items()}
             means.update(self.agent.grad_norms())
-            keys = list(means)
-            values = torch.stack(list(means.values())).tolist()  # one transfer
-            metrics.update({f"train/{k}": v for k, v in zip(keys, values)})
-            bad = [k for k, v in zip(keys, values) if not math.isfinite(v)]
+            values = dict(zip(means, torch.stack(list(means.values())).tolist()))  # one transfer
+            metrics.update({f"train/{k}": v for k, v in values.items()})
+            bad = [k for k, v in values.items() if not math.isfinite(v)]
             if bad:
                 self.logger.log(metrics, self.env_steps)
                 more = f" (and {len(bad) - 1} more metrics)" if len(bad) > 1 else ""
-                raise Diverged(f"training diverged: {bad[0]}{more} became {values[keys.index(bad[0])]} by step "
+                raise Diverged(f"training diverged: {bad[0]}{more} became {values[bad[0]]} by step "
                                f"{self.env_steps:,} (a smaller learning rate may help).")
         if self._episode_stats:
             returns, lengths = zip(*self._episode_stats)
