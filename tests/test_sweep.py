@@ -116,14 +116,14 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path
     args = [sys.executable, str(ROOT / "sweep.py"), str(path), "--sweep-dir", str(tmp_path / "sweep"),
             "--max-concurrent", "2"]
     # Ctrl-C, as a terminal sends it to the whole process group, once one trial has finished and a later one
-    # has a checkpoint but has not finished.
+    # has a checkpoint but is far from finishing (one near its end could finish before the signal lands).
     sweep = subprocess.Popen(args, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     deadline = time.time() + 400
     while time.time() < deadline and sweep.poll() is None:
         finals = glob.glob(str(trials / "*" / "checkpoints" / "step_000001500.pt"))
         partial = [d for d in glob.glob(str(trials / "*")) if glob.glob(f"{d}/checkpoints/step_*.pt")
-                   and not glob.glob(f"{d}/checkpoints/step_000001500.pt")]
+                   and not glob.glob(f"{d}/checkpoints/step_00000[1-9]*.pt")]  # none at step 1,000 or later
         if finals and partial:
             break
         time.sleep(0.1)
