@@ -29,10 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.video:  # headless rendering: pygame (classic control) and MuJoCo need no display this way
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         os.environ.setdefault("MUJOCO_GL", "egl")
-    from agents import load_policy
-    from agents.errors import UserError
-    from agents.evaluation import run_episodes
     from envs import make_env
+    from pathwise import load_policy
+    from pathwise.errors import UserError
+    from pathwise.evaluation import run_episodes
 
     try:
         if args.episodes < 1:

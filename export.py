@@ -17,8 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", help="a run directory (its latest checkpoint) or a checkpoint file")
     parser.add_argument("-o", "--output", default="policy.pt2", help="file to write [default: policy.pt2]")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    from agents import export_policy, load_policy
-    from agents.errors import UserError
+    from pathwise import export_policy, load_policy
+    from pathwise.errors import UserError
 
     try:
         policy = load_policy(args.path)

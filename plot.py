@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-# Fields that do not change what a run learns; the rest of the config names the experiment.
-from agents.logger import NOT_THE_EXPERIMENT
+from pathwise.logger import experiment_identity
 
 # Two-sided 95% Student t quantiles for n - 1 degrees of freedom; 1.96 beyond.
 _T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 15: 2.13,
@@ -42,8 +41,7 @@ def read_run(run_dir: Path) -> tuple[dict, np.ndarray, np.ndarray]:
     config_path, evals_path = run_dir / "config.yaml", run_dir / "evaluations.csv"
     if not config_path.is_file() or not evals_path.is_file():
         raise PlotError(f"{run_dir} is not a run directory (no config.yaml and evaluations.csv).")
-    config = _flatten(yaml.safe_load(config_path.read_text()) or {})
-    experiment = {k: v for k, v in config.items() if k not in NOT_THE_EXPERIMENT}
+    experiment = _flatten(experiment_identity(yaml.safe_load(config_path.read_text()) or {}))
     rows = list(csv.DictReader(open(evals_path)))
     steps = np.array([int(r["env_steps"]) for r in rows])
     returns = np.array([float(r["return_mean"]) for r in rows])

@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from agents.config import resolve
-from agents.errors import UserError
-from agents.sweep import (
+from pathwise.config import resolve
+from pathwise.errors import UserError
+from pathwise.sweep import (
     Sweep,
     Trial,
     configurations,

@@ -1,6 +1,5 @@
-"""pathwise: continuous-control reinforcement learning with pathwise (reparameterized) policy gradients."""
+"""The math of pathwise: the squashed Gaussian, the networks, the replay buffer, and each agent's losses and update.
 
-from agents.policy import Policy, export_policy, load_policy
-
-__version__ = "0.1.0"
-__all__ = ["Policy", "export_policy", "load_policy"]
+Nothing here runs an environment, reads a file or parses a flag: that is `pathwise`, which imports this package
+and never the other way round. Importing `agents` itself imports nothing.
+"""

@@ -10,18 +10,22 @@ batch-norm momentum 0.99 in Flax's convention, i.e. 0.01 here, renormalization a
 
 import functools
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from agents.hyperparams import ActorCriticConfig, MaxEntropyConfig, check, check_widths
 from agents.networks import Actor, BatchRenorm, QEnsemble
 from agents.replay_buffer import Batch
-from agents.sac import actor_loss, grad_norms, init_temperature, temperature_loss
+from agents.sac import actor_loss, init_temperature, temperature_loss
+from agents.scaffold import adam, autocast, compiled, grad_norms
 
 
 @dataclass(frozen=True)
 class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
     """CrossQ (Bhatt et al. 2024) hyperparameters; defaults are the paper's tuned MuJoCo values."""
+
+    name: ClassVar[str] = "crossq"
 
     actor_lr: float = 1e-3
     """Adam learning rate of the actor."""
@@ -54,10 +58,18 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
         check(self.renorm_warmup_steps >= 0,
               f"renorm_warmup_steps must be zero or positive, got {self.renorm_warmup_steps}.")
 
+    def make_agent(self, obs_dim: int, act_dim: int, device: torch.device, precision: str = "fp32",
+                   compile: bool = False) -> "CrossQ":
+        return CrossQ(obs_dim, act_dim, self, device, precision, compile)
 
-def _norm(config: CrossQConfig):
-    return functools.partial(BatchRenorm, momentum=config.batch_norm_momentum,
-                             warmup_steps=config.renorm_warmup_steps)
+    def make_actor(self, obs_dim: int, act_dim: int) -> Actor:
+        """In eval mode: acting uses the running statistics, so a single observation is fine."""
+        return Actor(obs_dim, act_dim, self.actor_hidden_sizes, self.log_std_min, self.log_std_max,
+                     norm=self.norm()).eval()
+
+    def norm(self):
+        return functools.partial(BatchRenorm, momentum=self.batch_norm_momentum,
+                                 warmup_steps=self.renorm_warmup_steps)
 
 
 def critic_loss(batch: Batch, actor: Actor, critic: QEnsemble, alpha: torch.Tensor,
@@ -77,36 +89,30 @@ def critic_loss(batch: Batch, actor: Actor, critic: QEnsemble, alpha: torch.Tens
 
 class CrossQ:
     name = "crossq"
-    config_class = CrossQConfig
 
     def __init__(self, obs_dim: int, act_dim: int, config: CrossQConfig, device: torch.device,
                  precision: str = "fp32", compile: bool = False):
         self.config, self.device = config, device
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-        self.actor = self.make_actor(obs_dim, act_dim, config).to(device)  # eval mode, but inside update
+        self.autocast = autocast(device, precision)
+        self.actor = config.make_actor(obs_dim, act_dim).to(device)  # eval mode, but inside update
         self.critic = QEnsemble(obs_dim, act_dim, config.critic_hidden_sizes, config.num_critics,
-                                norm=_norm(config)).to(device).eval()  # train mode only for the critic loss
+                                norm=config.norm()).to(device).eval()  # train mode only for the critic loss
         self.target_entropy, self.log_alpha = init_temperature(config, act_dim, device)
         self.autotune = config.alpha is None
         betas = (config.adam_beta1, 0.999)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, betas=betas,
-                                                 fused=True)
+        self.critic_optimizer = adam({"params": list(self.critic.parameters()), "lr": config.critic_lr,
+                                      "betas": betas})
         groups = [{"params": list(self.actor.parameters()), "lr": config.actor_lr, "betas": betas}]
         if self.autotune:  # the temperature keeps Adam's default betas, as in SBX
             groups.append({"params": [self.log_alpha], "lr": config.alpha_lr})
-        self.actor_optimizer = torch.optim.Adam(groups, fused=True)
+        self.actor_optimizer = adam(*groups)
         self.updates = 0  # a Python int: the policy delay costs no host sync
         self.constants = {"train/target_entropy": self.target_entropy}
-        self._actor_info: dict[str, torch.Tensor] = {}
+        # The diagnostics of the last actor step: state of the update, reported on the critic-only steps between.
+        self.last_actor_info: dict[str, torch.Tensor] = {}
         if compile:
-            torch._inductor.config.fallback_random = True
-            self._critic_loss = torch.compile(self._critic_loss)
-            self._actor_loss = torch.compile(self._actor_loss)
-
-    @staticmethod
-    def make_actor(obs_dim: int, act_dim: int, config: CrossQConfig) -> Actor:
-        return Actor(obs_dim, act_dim, config.actor_hidden_sizes, config.log_std_min, config.log_std_max,
-                     norm=_norm(config)).eval()
+            self._critic_loss = compiled(self._critic_loss)
+            self._actor_loss = compiled(self._actor_loss)
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -146,13 +152,13 @@ class CrossQ:
             # The actor normalizes by its batch's statistics (and moves its running ones); the critics value its
             # actions with their running statistics, as at evaluation.
             self.actor.train()
-            loss_pi, self._actor_info = self._actor_loss(batch.obs, self.alpha)
+            loss_pi, self.last_actor_info = self._actor_loss(batch.obs, self.alpha)
             self.actor_optimizer.zero_grad(set_to_none=True)
             loss_pi.backward()
             self.actor_optimizer.step()
             self.actor.eval()
         self.updates += 1
-        return {**info, **self._actor_info, "alpha": self.alpha}
+        return {**info, **self.last_actor_info, "alpha": self.alpha}
 
     def grad_norms(self) -> dict[str, torch.Tensor]:
         """The critics' from the last update, the actor's from the last actor step."""

@@ -1,17 +1,16 @@
 """What agents' config sections are made of: the fields the family shares, and the check that guards them.
 
-Each agent declares its own section (a frozen dataclass) in its own file, from these parts; `agents.config`
-gathers the sections of the registered agents into the run's config.
+Each agent declares its own section (a frozen dataclass) in its own file, from these parts; the run's config holds
+the chosen agent's section. A bad value raises ValueError with one sentence, which the config layer passes on to
+the user, naming where the value came from.
 """
 
 from dataclasses import dataclass
 
-from agents.errors import UserError
-
 
 def check(ok: bool, message: str) -> None:
     if not ok:
-        raise UserError(message)
+        raise ValueError(message)
 
 
 @dataclass(frozen=True)

@@ -6,17 +6,21 @@ actor loss alpha * log pi(a|s) - min_i Q_i(s, a) backpropagates through the acti
 
 import copy
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from agents.hyperparams import ActorCriticConfig, MaxEntropyConfig, check, check_widths
 from agents.networks import Actor, QEnsemble
 from agents.replay_buffer import Batch
+from agents.scaffold import adam, autocast, compiled, grad_norms, polyak_
 
 
 @dataclass(frozen=True)
 class SACConfig(MaxEntropyConfig, ActorCriticConfig):
     """Soft Actor-Critic (Haarnoja et al. 2018) hyperparameters."""
+
+    name: ClassVar[str] = "sac"
 
     hidden_sizes: tuple[int, ...] = (256, 256)
     """Hidden layer widths of the actor and of each critic, e.g. 256 256."""
@@ -28,6 +32,13 @@ class SACConfig(MaxEntropyConfig, ActorCriticConfig):
         self.check_entropy_fields()
         check_widths("hidden_sizes", self.hidden_sizes)
         check(0.0 <= self.tau <= 1.0, f"tau must lie in [0, 1], got {self.tau}.")
+
+    def make_agent(self, obs_dim: int, act_dim: int, device: torch.device, precision: str = "fp32",
+                   compile: bool = False) -> "SAC":
+        return SAC(obs_dim, act_dim, self, device, precision, compile)
+
+    def make_actor(self, obs_dim: int, act_dim: int) -> Actor:
+        return Actor(obs_dim, act_dim, self.hidden_sizes, self.log_std_min, self.log_std_max)
 
 
 def critic_loss(batch: Batch, actor: Actor, critic: QEnsemble, critic_target: QEnsemble,
@@ -66,53 +77,30 @@ def init_temperature(config: MaxEntropyConfig, act_dim: int, device: torch.devic
     return target_entropy, torch.tensor(float(alpha), device=device).log().requires_grad_(config.alpha is None)
 
 
-def grad_norms(**groups) -> dict[str, torch.Tensor]:
-    """`NAME_grad_norm`: the global L2 norm of each group's gradients as the last backward left them (no host
-    sync), for the groups that have any. Read once per log interval rather than computed in every update, where
-    it cost 4% of SAC's update on a CPU."""
-    norms = {}
-    for name, params in groups.items():
-        grads = [p.grad for p in params if p.grad is not None]
-        if grads:
-            norms[f"{name}_grad_norm"] = torch.nn.utils.get_total_norm(grads).detach()
-    return norms
-
-
 class SAC:
     name = "sac"
-    config_class = SACConfig
 
     def __init__(self, obs_dim: int, act_dim: int, config: SACConfig, device: torch.device,
                  precision: str = "fp32", compile: bool = False):
         self.config, self.device = config, device
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-        self.actor = self.make_actor(obs_dim, act_dim, config).to(device)
+        self.autocast = autocast(device, precision)
+        self.actor = config.make_actor(obs_dim, act_dim).to(device)
         self.critic = QEnsemble(obs_dim, act_dim, config.hidden_sizes, config.num_critics).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.target_entropy, self.log_alpha = init_temperature(config, act_dim, device)
         self.autotune = config.alpha is None
-        # One Adam for critics, actor and temperature, stepped once per update; fused: one kernel per parameter
-        # group, and parts that share a learning rate share a group (each Adam moment is per parameter anyway).
-        parts = [(config.critic_lr, list(self.critic.parameters())), (config.actor_lr, list(self.actor.parameters()))]
+        # One Adam for critics, actor and temperature, stepped once per update.
+        groups = [{"params": list(self.critic.parameters()), "lr": config.critic_lr},
+                  {"params": list(self.actor.parameters()), "lr": config.actor_lr}]
         if self.autotune:
-            parts.append((config.alpha_lr, [self.log_alpha]))
-        by_lr: dict[float, list[torch.Tensor]] = {}
-        for lr, params in parts:
-            by_lr.setdefault(lr, []).extend(params)
-        self.optimizer = torch.optim.Adam([{"params": p, "lr": lr} for lr, p in by_lr.items()], fused=True)
+            groups.append({"params": [self.log_alpha], "lr": config.alpha_lr})
+        self.optimizer = adam(*groups)
         self._params = list(self.critic.parameters())
         self._target_params = list(self.critic_target.parameters())
         self.constants = {"train/target_entropy": self.target_entropy}  # logged by the trainer, not summed
         # torch.compile takes the losses (forward and, through AOTAutograd, their backward); the optimizer step
         # and the Polyak step stay eager, where the fused kernels already run them in one call each.
-        if compile:
-            # Random draws as in eager mode, so a compiled run samples the same numbers from the same seed.
-            torch._inductor.config.fallback_random = True
-            self._losses = torch.compile(self._losses)
-
-    @staticmethod
-    def make_actor(obs_dim: int, act_dim: int, config: SACConfig) -> Actor:
-        return Actor(obs_dim, act_dim, config.hidden_sizes, config.log_std_min, config.log_std_max)
+        self._losses = compiled(self._losses) if compile else self._losses
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -138,8 +126,7 @@ class SAC:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(self._target_params, self._params, self.config.tau)
+        polyak_(self._target_params, self._params, self.config.tau)
         info["alpha"] = self.alpha
         return info
 

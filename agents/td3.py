@@ -3,18 +3,21 @@ clipped double-Q targets with target policy smoothing, and delayed policy and ta
 
 import copy
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from agents.hyperparams import ActorCriticConfig, check, check_widths
 from agents.networks import DeterministicActor, QEnsemble
 from agents.replay_buffer import Batch
-from agents.sac import grad_norms
+from agents.scaffold import adam, autocast, compiled, grad_norms, polyak_
 
 
 @dataclass(frozen=True)
 class TD3Config(ActorCriticConfig):
     """TD3 (Fujimoto et al. 2018) hyperparameters; defaults from the paper's published code."""
+
+    name: ClassVar[str] = "td3"
 
     hidden_sizes: tuple[int, ...] = (256, 256)
     """Hidden layer widths of the actor and of each critic, e.g. 256 256."""
@@ -37,44 +40,55 @@ class TD3Config(ActorCriticConfig):
         for name in ("policy_noise", "noise_clip", "exploration_noise"):
             check(getattr(self, name) >= 0, f"{name} must be zero or positive, got {getattr(self, name)}.")
 
+    def make_agent(self, obs_dim: int, act_dim: int, device: torch.device, precision: str = "fp32",
+                   compile: bool = False) -> "TD3":
+        return TD3(obs_dim, act_dim, self, device, precision, compile)
 
-def smoothed_target(batch: Batch, actor_target: DeterministicActor, critic_target: QEnsemble, gamma: float,
-                    policy_noise: float, noise_clip: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(q_target (B,), next_action (B, A)): the target actor's action plus clipped noise (target policy
-    smoothing), valued by the minimum over the target critics; only a terminal state stops bootstrapping."""
+    def make_actor(self, obs_dim: int, act_dim: int) -> DeterministicActor:
+        return DeterministicActor(obs_dim, act_dim, self.hidden_sizes, self.exploration_noise)
+
+
+def critic_loss(batch: Batch, critic: QEnsemble, actor_target: DeterministicActor, critic_target: QEnsemble,
+                config: TD3Config) -> tuple[torch.Tensor, dict]:
+    """Clipped double Q with target policy smoothing: the target actor's action plus clipped noise, valued by
+    the minimum over the target critics; only a true terminal state stops bootstrapping."""
     with torch.no_grad():
-        noise = (policy_noise * torch.randn_like(batch.action)).clamp(-noise_clip, noise_clip)
-        next_action = (actor_target(batch.next_obs).mode + noise).clamp(-1.0, 1.0)
-        next_q = critic_target(batch.next_obs, next_action).min(dim=0).values
-        return batch.reward + gamma * (1.0 - batch.terminated) * next_q, next_action
+        noise = (config.policy_noise * torch.randn_like(batch.action)).clamp(-config.noise_clip, config.noise_clip)
+        next_action = (actor_target(batch.next_obs).mode + noise).clamp(-1.0, 1.0)  # (B, A)
+        next_q = critic_target(batch.next_obs, next_action).min(dim=0).values  # (B,)
+        q_target = batch.reward + config.gamma * (1.0 - batch.terminated) * next_q  # (B,)
+    q = critic(batch.obs, batch.action)  # (E, B)
+    loss = 0.5 * (q - q_target).square().mean(dim=1).sum()
+    return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
+
+
+def actor_loss(obs: torch.Tensor, actor: DeterministicActor, critic: QEnsemble) -> torch.Tensor:
+    """The pathwise gradient through a deterministic action, dQ/da * da/dtheta, from the first critic; the
+    critics' weights get no gradient."""
+    return -critic(obs, actor(obs).mode, frozen=True)[0].mean()
 
 
 class TD3:
     name = "td3"
-    config_class = TD3Config
 
     def __init__(self, obs_dim: int, act_dim: int, config: TD3Config, device: torch.device,
                  precision: str = "fp32", compile: bool = False):
         self.config, self.device = config, device
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-        self.actor = self.make_actor(obs_dim, act_dim, config).to(device)
+        self.autocast = autocast(device, precision)
+        self.actor = config.make_actor(obs_dim, act_dim).to(device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic = QEnsemble(obs_dim, act_dim, config.hidden_sizes, config.num_critics).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, fused=True)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, fused=True)
-        self.updates = 0
+        self.critic_optimizer = adam({"params": list(self.critic.parameters()), "lr": config.critic_lr})
+        self.actor_optimizer = adam({"params": list(self.actor.parameters()), "lr": config.actor_lr})
+        self.updates = 0  # a Python int: the policy delay costs no host sync
         self.constants: dict[str, float] = {}
-        self._last_actor_loss = torch.zeros((), device=device)
+        # The actor loss of the last actor step: state of the update, reported on the critic-only steps between.
+        self.last_actor_loss = torch.zeros((), device=device)
         self._params = list(self.critic.parameters()) + list(self.actor.parameters())
         self._target_params = list(self.critic_target.parameters()) + list(self.actor_target.parameters())
-        if compile:
-            torch._inductor.config.fallback_random = True
-            self.update = torch.compile(self.update)
-
-    @staticmethod
-    def make_actor(obs_dim: int, act_dim: int, config: TD3Config) -> DeterministicActor:
-        return DeterministicActor(obs_dim, act_dim, config.hidden_sizes, config.exploration_noise)
+        self._critic_loss = compiled(critic_loss) if compile else critic_loss
+        self._actor_loss = compiled(actor_loss) if compile else actor_loss
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
@@ -83,28 +97,23 @@ class TD3:
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """A critic step every call; every policy_delay-th call also an actor step and the Polyak step of
-        both targets. The counter is a Python int: no host sync."""
+        both targets."""
         cfg = self.config
         with self.autocast:
-            q_target, _ = smoothed_target(batch, self.actor_target, self.critic_target, cfg.gamma,
-                                          cfg.policy_noise, cfg.noise_clip)
-            q = self.critic(batch.obs, batch.action)  # (E, B)
-            loss_q = 0.5 * (q - q_target).square().mean(dim=1).sum()
+            loss_q, info = self._critic_loss(batch, self.critic, self.actor_target, self.critic_target, cfg)
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss_q.backward()
         self.critic_optimizer.step()
         self.updates += 1
         if self.updates % cfg.policy_delay == 0:
             with self.autocast:
-                # The pathwise gradient through a deterministic action: dQ/da * da/dtheta, from the first critic.
-                loss_pi = -self.critic(batch.obs, self.actor(batch.obs).mode, frozen=True)[0].mean()
+                loss_pi = self._actor_loss(batch.obs, self.actor, self.critic)
             self.actor_optimizer.zero_grad(set_to_none=True)
             loss_pi.backward()
             self.actor_optimizer.step()
-            with torch.no_grad():
-                torch._foreach_lerp_(self._target_params, self._params, cfg.tau)
-            self._last_actor_loss = loss_pi.detach()
-        return {"critic_loss": loss_q.detach(), "q_mean": q.detach().mean(), "actor_loss": self._last_actor_loss}
+            polyak_(self._target_params, self._params, cfg.tau)
+            self.last_actor_loss = loss_pi.detach()
+        return {**info, "actor_loss": self.last_actor_loss}
 
     def grad_norms(self) -> dict[str, torch.Tensor]:
         """The critics' from the last update, the actor's from the last actor step."""

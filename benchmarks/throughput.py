@@ -78,8 +78,8 @@ def update_time_us(env_id: str, threads: int, extra: list[str], repeats: int = 3
     code = f"""
 import sys, time, statistics, torch
 sys.path.insert(0, {str(ROOT)!r})
-from agents.cli import parse_args
-from agents.trainer import build_trainer
+from pathwise.cli import parse_args
+from pathwise.run import build_trainer
 import tempfile
 torch.set_num_threads({threads})
 args = ["--env", {env_id!r}, "--batch-size", "256", "--hidden-sizes", "256", "256", "--wandb", "disabled",

@@ -7,7 +7,7 @@ import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 from gymnasium.wrappers import FlattenObservation, RescaleAction
 
-from agents.errors import UserError
+from pathwise.errors import UserError
 
 # DISABLED: step() always returns the true next observation, and the trainer resets ended sub-envs itself
 # (reset with a reset_mask), each episode from a seed it draws. No stored transition can span a reset, and an

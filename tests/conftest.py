@@ -18,11 +18,12 @@ torch.set_num_threads(1)
 def tiny(tmp_path):
     """Keyword overrides for a run that finishes in seconds and really updates (learning starts early)."""
     def make(**overrides):
-        from agents.config import Config
+        """`agent=` an agent's section (default: SAC with 32x32 networks), or `sac=` a dict of SAC's fields."""
         from agents.sac import SACConfig
+        from pathwise.config import Config
         sac = SACConfig(**{"hidden_sizes": (32, 32), **overrides.pop("sac", {})})
         base = dict(env="Pendulum-v1", total_steps=300, learning_starts=100, batch_size=32, buffer_size=10_000,
                     eval_every=0, eval_episodes=1, log_every=100, wandb="disabled", threads=1,
-                    run_dir=str(tmp_path / "run"), sac=sac)
+                    run_dir=str(tmp_path / "run"), agent=sac)
         return Config(**{**base, **overrides})
     return make

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from agents import export_policy, load_policy
-from agents.checkpoint import latest_checkpoint as load_checkpoint_path
-from agents.checkpoint import load_checkpoint
-from agents.errors import UserError
-from agents.policy import BoundedPolicy
-from agents.trainer import build_trainer, resume, resume_trainer, train
 from envs import make_env
+from pathwise import export_policy, load_policy
+from pathwise.checkpoint import latest_checkpoint as load_checkpoint_path
+from pathwise.checkpoint import load_checkpoint
+from pathwise.errors import UserError
+from pathwise.policy import BoundedPolicy
+from pathwise.run import build_trainer, resume, resume_trainer, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,11 +92,14 @@ def test_observation_normalization_travels_with_the_policy_into_load_and_export(
         np.testing.assert_allclose(exported(torch.from_numpy(obs)).numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_resume_without_a_saved_buffer_starts_new_episodes_and_goes_on(tiny, tmp_path):
+def test_resume_without_a_saved_buffer_goes_on_with_its_episode_in_flight(tiny, tmp_path):
     train(tiny(total_steps=250, save_buffer=False))
+    saved = load_checkpoint(tmp_path / "run")["collector"]
     trainer = resume_trainer(tmp_path / "run", {"total_steps": 400})
     assert len(trainer.buffer) == 0 and trainer.env_steps == 250
-    assert (trainer.ep_length == 0).all()  # the episode in flight could not be rebuilt, so it restarted
+    # The collector keeps its episode's actions itself: the episode goes on without the buffer.
+    assert trainer.collector.ep_length.tolist() == [50]
+    np.testing.assert_array_equal(trainer.collector.obs, saved["obs"].numpy())
     summary = trainer.run()
     trainer.close()
     assert summary.env_steps == 400 and "buffer" not in load_checkpoint(summary.checkpoint)
@@ -105,13 +108,19 @@ def test_resume_without_a_saved_buffer_starts_new_episodes_and_goes_on(tiny, tmp
 def test_resume_rebuilds_the_episodes_it_can_and_restarts_the_others(tiny, tmp_path):
     summary = train(tiny(num_envs=2, save_buffer=False))
     payload = torch.load(summary.checkpoint, weights_only=True)
-    payload["trainer_state"]["ep_length"] = torch.tensor([0, 57])  # env 0 just began an episode, env 1 is midway
+    state = payload["collector"]
+    assert state["ep_length"].tolist() == [150, 150] and state["episode_actions"][0].shape == (150, 1)
+    state["obs"][1] += 1.0  # env 1's replay no longer reaches the observation saved: it cannot be rebuilt
     torch.save(payload, summary.checkpoint)
     trainer = resume_trainer(tmp_path / "run", {"total_steps": 400})
-    seed = int(payload["trainer_state"]["episode_seeds"][0])
+    collector = trainer.collector
     env = make_env("Pendulum-v1")
-    np.testing.assert_array_equal(trainer.obs[0], env.reset(seed=seed)[0])  # rebuilt from its seed
-    assert trainer.episode_seeds[1] != payload["trainer_state"]["episode_seeds"][1]  # restarted with a new seed
+    obs, _ = env.reset(seed=int(state["episode_seeds"][0]))
+    for action in state["episode_actions"][0].numpy():
+        obs, *_ = env.step(action)
+    np.testing.assert_array_equal(collector.obs[0], obs)  # rebuilt: its seed and its actions replayed
+    assert collector.ep_length.tolist() == [150, 0] and collector.ep_return[0] == state["ep_return"][0]
+    assert collector.episode_seeds[1] != state["episode_seeds"][1]  # restarted with a new seed
     assert trainer.run().env_steps == 400
     trainer.close()
 
@@ -133,7 +142,7 @@ def test_resume_refuses_to_change_what_the_agent_learns_and_to_go_back(tiny, tmp
     with pytest.raises(UserError, match="--agent cannot change in a resumed run"):
         resume_trainer(tmp_path / "run", {"agent": "td3", "total_steps": 900})
     with pytest.raises(UserError, match="--gamma cannot change in a resumed run"):
-        resume_trainer(tmp_path / "run", {"sac": {"gamma": 0.5}, "total_steps": 900})
+        resume_trainer(tmp_path / "run", {"gamma": 0.5, "total_steps": 900})
     with pytest.raises(UserError, match="total_steps in the command line must be an integer"):
         resume_trainer(tmp_path / "run", {"total_steps": "lots"})
     with pytest.raises(UserError, match="--resume takes a run directory"):

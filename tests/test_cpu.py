@@ -8,8 +8,8 @@ PROBE = """
 import sys, torch
 sys.path.insert(0, {root!r})
 if {train}:
-    from agents.config import Config
-    from agents.trainer import build_trainer
+    from pathwise.config import Config
+    from pathwise.run import build_trainer
     build_trainer(Config(env="Pendulum-v1", threads=2, wandb="disabled", run_dir={run_dir!r}))
 else:
     torch.set_num_threads(2)

@@ -176,11 +176,11 @@ def test_acting_on_one_observation_matches_the_batch_and_stays_in_bounds():
 
 
 def test_crossq_trains_saves_loads_exports_and_resumes_exactly(tiny, tmp_path):
-    from agents import export_policy, load_policy
-    from agents.checkpoint import load_checkpoint
-    from agents.trainer import build_trainer, resume, train
+    from pathwise import export_policy, load_policy
+    from pathwise.checkpoint import load_checkpoint
+    from pathwise.run import build_trainer, resume, train
 
-    common = dict(agent="crossq", crossq=small_crossq(), total_steps=400, eval_episodes=1)
+    common = dict(agent=small_crossq(), total_steps=400, eval_episodes=1)
     trainer = build_trainer(tiny(run_dir=str(tmp_path / "straight"), **common))
     straight = trainer.run()
     trainer.close()
@@ -227,8 +227,7 @@ def test_compiled_losses_match_eager_on_cpu():
     ("batch_norm_momentum", 0.0, "batch_norm_momentum must lie in"),
 ])
 def test_bad_crossq_values_are_refused(field, value, message):
-    from agents.errors import UserError
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(ValueError, match=message):
         CrossQConfig(**{field: value})
 
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from agents.errors import UserError
 from envs import make_env, make_vector_env
+from pathwise.errors import UserError
 
 
 def test_agent_actions_in_unit_box_reach_the_env_bounds():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.logger import experiment_group, resolve_wandb_mode
+from pathwise.logger import experiment_group, resolve_wandb_mode
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMED_METRICS = ("train/episode_return", "train/episode_length", "train/critic_loss", "train/actor_loss",
@@ -97,12 +97,12 @@ def test_wandb_mode_resolution(monkeypatch, tmp_path):
 
 def test_runs_that_differ_only_by_seed_share_a_group(tiny):
     a, b, c = tiny(seed=1), tiny(seed=2, run_dir="elsewhere"), tiny(seed=1, batch_size=64)
-    assert experiment_group(a, "sac") == experiment_group(b, "sac") != experiment_group(c, "sac")
+    assert experiment_group(a) == experiment_group(b) != experiment_group(c)
 
 
 def test_plot_draws_seeds_as_one_curve_with_a_band(tiny, tmp_path):
     import plot
-    from agents.trainer import train
+    from pathwise.run import train
 
     for seed in (1, 2):
         train(tiny(seed=seed, run_dir=str(tmp_path / f"s{seed}"), eval_every=100, total_steps=300))

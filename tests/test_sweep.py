@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agents.errors import UserError
-from agents.sweep import configurations, load_sweep
+from pathwise.errors import UserError
+from pathwise.sweep import configurations, load_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_BASE = {"env": "Pendulum-v1", "learning_starts": 100, "batch_size": 32, "eval_episodes": 1, "wandb": "offline",

@@ -3,7 +3,7 @@
 import torch
 
 from agents.replay_buffer import Batch
-from agents.td3 import TD3, TD3Config, smoothed_target
+from agents.td3 import TD3, TD3Config, critic_loss
 
 OBS, ACT, B = 3, 2, 64
 
@@ -43,8 +43,15 @@ def test_actor_and_targets_move_only_every_policy_delay_updates():
 def test_target_policy_smoothing_noise_is_clipped_and_actions_stay_in_bounds():
     agent = make_agent()
     batch = make_batch()
-    _, next_action = smoothed_target(batch, agent.actor_target, agent.critic_target, 0.99, policy_noise=100.0,
-                                     noise_clip=0.3)
+    seen = {}
+
+    def recording_target(obs, action):
+        seen["next_action"] = action
+        return agent.critic_target(obs, action)
+
+    critic_loss(batch, agent.critic, agent.actor_target, recording_target, TD3Config(policy_noise=100.0,
+                                                                                    noise_clip=0.3))
+    next_action = seen["next_action"]
     mode = agent.actor_target(batch.next_obs).mode
     assert next_action.abs().max() <= 1.0
     assert ((next_action - mode).abs() <= 0.3 + 1e-6).all()
@@ -70,11 +77,11 @@ def test_exploration_adds_bounded_noise_and_deterministic_acting_does_not():
 
 
 def test_td3_trains_saves_loads_and_resumes_through_the_shared_trainer(tiny, tmp_path):
-    from agents import load_policy
-    from agents.checkpoint import load_checkpoint
-    from agents.trainer import resume, train
+    from pathwise import load_policy
+    from pathwise.checkpoint import load_checkpoint
+    from pathwise.run import resume, train
 
-    summary = train(tiny(agent="td3"))
+    summary = train(tiny(agent=TD3Config()))
     payload = load_checkpoint(summary.checkpoint)
     assert payload["agent"] == "td3" and payload["agent_state"]["updates"] == 200
     policy = load_policy(summary.checkpoint)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from agents.checkpoint import load_checkpoint
-from agents.errors import UserError
-from agents.trainer import build_trainer, train
+from pathwise.checkpoint import load_checkpoint
+from pathwise.errors import UserError
+from pathwise.run import build_trainer, train
 
 
 def collect(tiny, env, num_envs, steps=12, vector_mode="sync"):
@@ -75,7 +75,7 @@ def test_updates_really_happen_in_a_short_run(tiny):
     trainer.run()
     after = torch.cat([p.detach().flatten() for p in trainer.agent.actor.parameters()])
     assert not torch.equal(before, after)
-    assert np.isfinite(trainer.last_eval[0])
+    assert np.isfinite(trainer.evaluator.last[0])
 
 
 def test_a_used_run_dir_is_not_overwritten(tiny):

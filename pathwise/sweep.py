@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from agents.config import Config, check_layer, coerce, leaf_fields, load_yaml, merge, resolve, save_yaml
-from agents.errors import UserError
+from pathwise.config import Config, agent_name, check_layer, coerce, leaf_fields, load_yaml, merge, resolve, save_yaml
+from pathwise.errors import UserError
 
 DOMAINS = ("grid", "choice", "uniform", "loguniform", "randint")
 SEARCHERS = ("random", "optuna")
@@ -55,10 +55,11 @@ def load_sweep(path: str | Path) -> Sweep:
     for name in TRIAL_FIELDS:
         if name in base:
             raise UserError(f"'base' in {path} sets {name}, which the sweep sets for each trial; remove it.")
-    check_layer(base, f"the base of {path}")
-    if resolve(base).eval_episodes == 0:  # the base alone must make a valid run, and one that is evaluated
+    check_layer(base, f"the base of {path}", agent_name(base, f"the base of {path}"))
+    resolved = resolve(base)  # the base alone must make a valid run, and one that is evaluated
+    if resolved.eval_episodes == 0:
         raise UserError(f"the base of {path} sets eval_episodes to 0, but a sweep ranks trials by evaluation.")
-    paths = {".".join(p): tp for p, tp, *_ in leaf_fields(Config)}
+    paths = {".".join(p): tp for p, tp, *_ in leaf_fields(resolved)}
     space = data.get("space") or {}
     if not isinstance(space, dict):
         raise UserError(f"'space' in {path} must map config keys to domains, e.g. sac.actor_lr: {{loguniform: "
@@ -162,8 +163,8 @@ def run_trial(trial: dict, sweep: Sweep, sweep_dir: str) -> None:
     again (a resumed sweep), it goes on from its run's latest checkpoint, or reports its end if it had finished."""
     from ray import tune
 
-    from agents.checkpoint import CHECKPOINT_DIR, latest_checkpoint, load_checkpoint
-    from agents.trainer import build_trainer, resume_trainer
+    from pathwise.checkpoint import CHECKPOINT_DIR, latest_checkpoint, load_checkpoint
+    from pathwise.run import build_trainer, resume_trainer
 
     params, seed, run_dir = identify(trial, tune.get_context().get_trial_id(), sweep, Path(sweep_dir))
     config = trial_config(sweep, params, seed, run_dir)

@@ -1,12 +1,15 @@
-"""Running a policy for whole episodes: returns, lengths, and optionally an mp4 of each episode."""
+"""Running a policy for whole episodes: returns, lengths, and optionally an mp4 of each episode; and the
+training run's evaluations."""
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
-from agents.errors import UserError
+from envs import make_env
+from pathwise.errors import UserError
 
 # Evaluation episodes are seeded apart from the training envs, and alike at every evaluation of a run.
 EVAL_SEED_OFFSET = 10_000
@@ -48,3 +51,38 @@ def write_video(frames: list[np.ndarray], path: Path, fps: int) -> Path:
         for frame in frames:
             writer.append_data(frame)
     return path
+
+
+Policy = Callable[[np.ndarray], np.ndarray]
+
+
+class Evaluator:
+    """The training run's deterministic evaluations on an env of its own, each over the same seeded episodes,
+    and its videos; every result goes to the logger. `last` is the latest (return mean, return std)."""
+
+    def __init__(self, env: gym.Env, env_id: str, seed: int, run_dir: Path, logger):
+        self.env, self.env_id, self.seed = env, env_id, seed + EVAL_SEED_OFFSET
+        self.run_dir, self.logger = run_dir, logger
+        self.last: tuple[float, float] | None = None
+
+    def evaluate(self, policy: Policy, episodes: int, step: int) -> tuple[float, float]:
+        returns, lengths, _ = run_episodes(policy, self.env, episodes, self.seed)
+        self.last = (float(returns.mean()), float(returns.std()))
+        self.logger.log_eval(step, *self.last, float(lengths.mean()))
+        return self.last
+
+    def finite(self) -> bool:
+        return self.last is None or math.isfinite(self.last[0])
+
+    def record_video(self, policy: Policy, step: int) -> Path:
+        """One deterministic evaluation episode, written to RUN_DIR/videos and logged."""
+        env = make_env(self.env_id, render_mode="rgb_array")
+        try:
+            _, _, (path,) = run_episodes(policy, env, 1, self.seed, self.run_dir / "videos", name=f"step_{step:09d}")
+        finally:
+            env.close()
+        self.logger.log_video(path, step)
+        return path
+
+    def close(self) -> None:
+        self.env.close()

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import torch
 
-from agents.errors import UserError
+from pathwise.errors import UserError
 
-FORMAT_VERSION = 1
+# 2: the config holds only the run's agent section; the episodes in flight are saved by their collector.
+FORMAT_VERSION = 2
+# Format 1 policies still load (evaluate, export); such a run cannot be resumed.
+READABLE_VERSIONS = (1, 2)
 CHECKPOINT_DIR = "checkpoints"
 
 
@@ -64,7 +67,11 @@ def load_checkpoint(path: str | Path) -> dict:
                         f"{type(e).__name__}).") from None
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise UserError(f"{path} is not a pathwise checkpoint.")
-    if payload["format_version"] != FORMAT_VERSION:
+    if payload["format_version"] not in READABLE_VERSIONS:
         raise UserError(f"{path} has checkpoint format {payload['format_version']}; this version of pathwise "
-                        f"reads format {FORMAT_VERSION}.")
+                        f"reads formats {', '.join(map(str, READABLE_VERSIONS))}.")
+    if payload["format_version"] == 1 and isinstance(payload.get("config"), dict):
+        # Format 1 kept a section for every agent; the run's own is the one that counts.
+        config, name = payload["config"], payload["config"].get("agent")
+        payload["config"] = {k: v for k, v in config.items() if k == name or not isinstance(v, dict)}
     return payload

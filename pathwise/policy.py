@@ -8,11 +8,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.checkpoint import latest_checkpoint, load_checkpoint
-from agents.config import from_dict
-from agents.errors import UserError
 from agents.normalizer import ObsNormalizer
-from agents.registry import AGENTS
+from pathwise.checkpoint import latest_checkpoint, load_checkpoint
+from pathwise.config import from_dict
+from pathwise.errors import UserError
 
 
 class BoundedPolicy(nn.Module):
@@ -75,7 +74,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
         config, spaces = from_dict(payload["config"], "the checkpoint"), payload["spaces"]
         low = torch.tensor(spaces["action_low"], dtype=torch.float32)
         high = torch.tensor(spaces["action_high"], dtype=torch.float32)
-        actor = AGENTS[payload["agent"]].make_actor(spaces["obs_dim"], len(low), config.agent_config)
+        actor = config.agent.make_actor(spaces["obs_dim"], len(low))
         actor.load_state_dict(payload["agent_state"]["actor"])
         normalizer = None
         if "obs_normalizer" in payload:

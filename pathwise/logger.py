@@ -9,15 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import agents
-from agents.config import Config, to_dict
+import pathwise
+from pathwise.config import Config, run_fields, to_dict
 
 WANDB_PROJECT = "pathwise"
 ROOT = Path(__file__).resolve().parent.parent
-# Fields that do not change what a run learns: runs that differ only in these (and the seed) share a group.
-NOT_THE_EXPERIMENT = ("seed", "run_dir", "device", "threads", "wandb", "log_every", "checkpoint_every",
-                      "save_buffer", "video_every", "compile", "vector_mode", "eval_every", "eval_episodes",
-                      "wandb_group")
 
 
 def wandb_logged_in() -> bool:
@@ -42,11 +38,18 @@ def resolve_wandb_mode(mode: str | None) -> str:
     return "online" if wandb_logged_in() else "offline"
 
 
-def experiment_group(config: Config, agent_name: str) -> str:
+def experiment_identity(config: dict) -> dict:
+    """The part of a config (in its dict form) that decides what a run learns: the fields marked as part of the
+    experiment, and the agent's section. Runs that share it differ only by seed and run settings."""
+    keep = set(run_fields("experiment")) | {config.get("agent")}
+    return {k: v for k, v in config.items() if k in keep}
+
+
+def experiment_group(config: Config) -> str:
     """A name shared by runs whose configs differ only by seed (and other fields that do not change learning)."""
-    identity = {k: v for k, v in to_dict(config).items() if k not in NOT_THE_EXPERIMENT}
+    identity = experiment_identity(to_dict(config))
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{config.env}__{agent_name}__{digest}"
+    return f"{config.env}__{config.agent.name}__{digest}"
 
 
 def git_commit() -> str | None:
@@ -61,7 +64,7 @@ def git_commit() -> str | None:
 class Logger:
     """`log(metrics, step)` with step = env steps; evaluations also go to RUN_DIR/evaluations.csv."""
 
-    def __init__(self, run_dir: Path, config: Config, agent_name: str, run_id: str | None = None):
+    def __init__(self, run_dir: Path, config: Config, run_id: str | None = None):
         self.run_dir = run_dir
         self.mode = resolve_wandb_mode(config.wandb)
         self.eval_path = run_dir / "evaluations.csv"
@@ -77,10 +80,10 @@ class Logger:
 
         self.run = wandb.init(
             project=WANDB_PROJECT, mode=self.mode, dir=run_dir, name=run_dir.name, id=run_id, resume="allow",
-            config={**to_dict(config), "agent": agent_name, "pathwise_version": agents.__version__,
+            config={**to_dict(config), "pathwise_version": pathwise.__version__,
                     "git_commit": git_commit()},
-            group=config.wandb_group or experiment_group(config, agent_name),
-            tags=[config.env, agent_name, f"seed{config.seed}"],
+            group=config.wandb_group or experiment_group(config),
+            tags=[config.env, config.agent.name, f"seed{config.seed}"],
             settings=wandb.Settings(silent=True),
         )
         self.run_id = self.run.id

@@ -1,0 +1,94 @@
+"""The vector env and the episodes in flight: what the agent sees, the transitions it makes, and what an episode
+needs to be put back exactly when a run resumes (the seed it began from and the actions taken since)."""
+
+import numpy as np
+import torch
+from gymnasium.vector import VectorEnv
+
+
+class Collector:
+    """Steps `envs` (autoreset disabled: an ended sub-env is reset here, from a seed drawn from the run's
+    generator). The same generator draws the random actions of the warm-up phase."""
+
+    def __init__(self, envs: VectorEnv, seed: int):
+        self.envs, self.num_envs = envs, envs.num_envs
+        self.act_dim = envs.single_action_space.shape[0]
+        self.rng = np.random.default_rng(seed)
+        n = self.num_envs
+        self.obs: np.ndarray | None = None  # (N, O), the observation each sub-env is in
+        self.ep_return, self.ep_length = np.zeros(n), np.zeros(n, dtype=np.int64)
+        self.episode_seeds = np.zeros(n, dtype=np.int64)  # the seed each sub-env's current episode began from
+        self.episode_actions: list[list[np.ndarray]] = [[] for _ in range(n)]  # (A,) each, since that reset
+        self.episodes = 0
+
+    def random_actions(self) -> np.ndarray:
+        return self.rng.uniform(-1.0, 1.0, (self.num_envs, self.act_dim)).astype(np.float32)
+
+    def start(self) -> None:
+        if self.obs is None:
+            self.start_episodes(np.ones(self.num_envs, dtype=bool))
+
+    def step(self, action: np.ndarray) -> tuple[tuple, list[tuple[float, int]]]:
+        """Step every sub-env with `action` (N, A): the transitions (obs, action, reward, next_obs, terminated),
+        each with leading dimension N, and (return, length) of each episode that ended. Ended sub-envs are
+        reset at once, so `obs` is always the observation the next action answers."""
+        next_obs, reward, terminated, truncated, _ = self.envs.step(action)
+        # Autoreset is off: next_obs is the true next observation also where a time limit cut the episode,
+        # so a truncated episode bootstraps from it and only `terminated` stops bootstrapping.
+        transition = (self.obs, action, reward, next_obs, terminated)
+        self.obs = next_obs
+        self.ep_return += reward
+        self.ep_length += 1
+        for actions, a in zip(self.episode_actions, action):
+            actions.append(a)
+        done = terminated | truncated
+        finished = []
+        if done.any():
+            finished = [(float(self.ep_return[i]), int(self.ep_length[i])) for i in np.flatnonzero(done)]
+            self.episodes += len(finished)
+            self.start_episodes(done)
+        return transition, finished
+
+    def start_episodes(self, mask: np.ndarray) -> None:
+        """Reset the sub-envs in `mask`, each from a new seed drawn from the run's generator."""
+        seeds = self.rng.integers(2**31 - 1, size=len(mask))
+        self.episode_seeds[mask] = seeds[mask]
+        reset_obs, _ = self.envs.reset(seed=[int(s) if m else None for s, m in zip(seeds, mask)],
+                                       options={"reset_mask": mask})
+        self.obs = reset_obs if self.obs is None else np.where(mask[:, None], reset_obs, self.obs)
+        self.ep_return[mask], self.ep_length[mask] = 0.0, 0
+        for i in np.flatnonzero(mask):
+            self.episode_actions[i] = []
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "episodes": self.episodes,
+                "obs": torch.from_numpy(np.array(self.obs)), "ep_return": torch.from_numpy(self.ep_return.copy()),
+                "ep_length": torch.from_numpy(self.ep_length.copy()),
+                "episode_seeds": torch.from_numpy(self.episode_seeds.copy()),
+                "episode_actions": [torch.from_numpy(np.array(a, dtype=np.float32).reshape(-1, self.act_dim))
+                                    for a in self.episode_actions]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Put each sub-env back where the checkpoint left it: reset it from its episode's seed and replay the
+        episode's actions, then check that it reached the observation saved. An episode that cannot be put back
+        (an env that is not deterministic, or async sub-envs, which cannot be stepped one at a time) starts
+        anew, from the generator as it was saved."""
+        self.rng.bit_generator.state = state["rng"]
+        self.episodes = state["episodes"]
+        self.ep_return, self.ep_length = state["ep_return"].numpy().copy(), state["ep_length"].numpy().copy()
+        self.episode_seeds = state["episode_seeds"].numpy().copy()
+        self.episode_actions = [list(a.numpy()) for a in state["episode_actions"]]
+        saved_obs = state["obs"].numpy()
+        # A full reset first, so that the vector env holds an observation for every sub-env (a later reset_mask
+        # reset stacks them all); the replays below then move single sub-envs on from there.
+        self.obs, _ = self.envs.reset(seed=[int(s) for s in self.episode_seeds])
+        sub_envs = getattr(self.envs, "envs", None)  # SyncVectorEnv's own envs
+        rebuilt = np.zeros(self.num_envs, dtype=bool)
+        for j in range(self.num_envs if sub_envs is not None else 0):
+            obs, _ = sub_envs[j].reset(seed=int(self.episode_seeds[j]))
+            for action in self.episode_actions[j]:
+                obs, *_ = sub_envs[j].step(action)
+            if np.array_equal(np.asarray(obs), saved_obs[j]):
+                self.obs[j], rebuilt[j] = saved_obs[j], True
+        if not rebuilt.all():
+            self.start_episodes(~rebuilt)

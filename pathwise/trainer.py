@@ -1,0 +1,220 @@
+"""The training loop: act, step, store, update; and now and then log, evaluate, record or save."""
+
+import dataclasses
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from agents.normalizer import ObsNormalizer
+from agents.registry import Agent
+from agents.replay_buffer import ReplayBuffer
+from pathwise import checkpoint
+from pathwise.collector import Collector
+from pathwise.config import Config, to_dict
+from pathwise.errors import UserError
+from pathwise.evaluation import Evaluator
+from pathwise.logger import Logger
+from pathwise.metrics import IntervalMetrics
+from pathwise.progress import Progress, format_duration
+from pathwise.signals import StopRequest
+
+KEEP_CHECKPOINTS = 2
+
+
+@dataclasses.dataclass
+class Summary:
+    env_steps: int
+    wall_time: float
+    eval_return_mean: float | None
+    eval_return_std: float | None
+    checkpoint: Path
+
+    def __str__(self) -> str:
+        rate = self.env_steps / max(self.wall_time, 1e-9)
+        lines = [f"Trained to {self.env_steps:,} env steps in {format_duration(self.wall_time)} "
+                 f"({rate:.0f} steps/s)."]
+        if self.eval_return_mean is not None:
+            lines.append(f"Final evaluation return: {self.eval_return_mean:.1f} +- {self.eval_return_std:.1f}.")
+        lines.append(f"Policy saved to {self.checkpoint}")
+        return "\n".join(lines)
+
+
+class Diverged(UserError):
+    """A loss or the evaluation return became NaN or infinite; the checkpoints written before are kept."""
+
+
+class Interrupted(Exception):
+    """Training stopped by a signal (Ctrl-C or SIGTERM), after its checkpoint was written."""
+
+    def __init__(self, checkpoint_path: Path, signum: int = signal.SIGINT):
+        super().__init__(f"Interrupted; checkpoint saved to {checkpoint_path}. Continue with: "
+                         f"python train.py --resume {checkpoint_path.parent.parent}")
+        self.checkpoint_path, self.exit_code = checkpoint_path, 128 + int(signum)
+
+
+def _crossed(step: int, n: int, every: int) -> bool:
+    """Whether a multiple of `every` lies in (step - n, step]."""
+    return every > 0 and step // every > (step - n) // every
+
+
+class Trainer:
+    def __init__(self, config: Config, collector: Collector, agent: Agent, buffer: ReplayBuffer,
+                 evaluator: Evaluator, logger: Logger, run_dir: Path, device: torch.device,
+                 space_signature: dict, normalizer: ObsNormalizer | None = None):
+        self.config, self.collector, self.agent, self.buffer = config, collector, agent, buffer
+        self.evaluator, self.logger, self.run_dir, self.device = evaluator, logger, run_dir, device
+        self.space_signature = space_signature
+        self.normalizer = normalizer  # the buffer keeps raw observations; the agent sees normalized ones
+        self.env_steps = 0
+        self.last_return = float("nan")
+        self.metrics = IntervalMetrics()
+        self.stop = StopRequest()
+        # Called after each evaluation with (env_steps, return mean, return std): how a sweep hears of progress.
+        self.on_evaluation: list[Callable[[int, float, float], None]] = []
+
+    # ---- the loop -----------------------------------------------------------------------------------
+
+    def run(self) -> Summary:
+        cfg, n = self.config, self.config.num_envs
+        start = time.perf_counter()
+        self.collector.start()
+        progress = Progress(cfg.total_steps, initial=self.env_steps)
+        interval_start, interval_step = time.perf_counter(), self.env_steps
+        with self.stop.installed():
+            while self.env_steps < cfg.total_steps:
+                self.step()
+                progress.advance(n)
+                if _crossed(self.env_steps, n, cfg.log_every) or self.env_steps >= cfg.total_steps:
+                    now = time.perf_counter()
+                    self.log(sps=(self.env_steps - interval_step) / max(now - interval_start, 1e-9))
+                    interval_start, interval_step = now, self.env_steps
+                    progress.show(self._progress_stats())
+                if _crossed(self.env_steps, n, cfg.eval_every) and self.env_steps < cfg.total_steps:
+                    self.evaluate()
+                    progress.show(self._progress_stats())
+                if _crossed(self.env_steps, n, cfg.video_every):
+                    self.evaluator.record_video(self.policy(), self.env_steps)
+                if _crossed(self.env_steps, n, cfg.checkpoint_every) and self.env_steps < cfg.total_steps:
+                    self.save()
+                if self.stop and self.env_steps < cfg.total_steps:
+                    progress.close()
+                    raise Interrupted(self.save(), self.stop.signum)
+        progress.close()
+        if cfg.eval_episodes > 0:
+            self.evaluate()
+        path = self.save()
+        mean, std = self.evaluator.last or (None, None)
+        return Summary(self.env_steps, time.perf_counter() - start, mean, std, path)
+
+    def step(self) -> None:
+        """One call of env.step on every sub-env, then `updates_per_step` gradient updates."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        if self.env_steps < cfg.learning_starts:
+            action = self.collector.random_actions()
+        else:
+            action = self.agent.act(self._agent_obs(self.collector.obs)).cpu().numpy()
+        transition, finished = self.collector.step(action)
+        if self.normalizer is not None:
+            self.normalizer.update(torch.as_tensor(transition[3], dtype=torch.float32, device=self.device))
+        self.buffer.add(*transition)
+        self.env_steps += cfg.num_envs
+        if finished:
+            self.metrics.episodes += finished
+            self.last_return = finished[-1][0]
+        t1 = time.perf_counter()
+        self.metrics.time_env += t1 - t0
+        if self.env_steps > cfg.learning_starts and len(self.buffer) >= cfg.batch_size:
+            for _ in range(cfg.updates_per_step):
+                batch = self.buffer.sample(cfg.batch_size)
+                if self.normalizer is not None:
+                    batch = batch._replace(obs=self.normalizer(batch.obs), next_obs=self.normalizer(batch.next_obs))
+                self.metrics.add_update(self.agent.update(batch))
+            self.metrics.time_update += time.perf_counter() - t1
+
+    # ---- now and then -------------------------------------------------------------------------------
+
+    def _agent_obs(self, obs: np.ndarray) -> torch.Tensor:
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        return obs_t if self.normalizer is None else self.normalizer(obs_t)
+
+    def policy(self, deterministic: bool = True):
+        """The agent as a function of NumPy observations (B, O) -> actions (B, A) in [-1, 1]."""
+        def act(obs: np.ndarray) -> np.ndarray:
+            return self.agent.act(self._agent_obs(obs), deterministic=deterministic).cpu().numpy()
+        return act
+
+    def evaluate(self) -> tuple[float, float]:
+        result = self.evaluator.evaluate(self.policy(), self.config.eval_episodes, self.env_steps)
+        if not self.evaluator.finite():
+            raise Diverged(f"training diverged: the evaluation return at step {self.env_steps:,} is {result[0]}.")
+        for callback in self.on_evaluation:
+            callback(self.env_steps, *result)
+        return result
+
+    def log(self, sps: float) -> None:
+        metrics, bad = self.metrics.collect(self.agent.grad_norms() if self.metrics.updates else {})
+        metrics.update({"time/sps": sps, "buffer/size": len(self.buffer), **self.agent.constants})
+        self.logger.log(metrics, self.env_steps)
+        if bad:
+            more = f" (and {len(bad) - 1} more metrics)" if len(bad) > 1 else ""
+            raise Diverged(f"training diverged: {bad[0]}{more} became {metrics['train/' + bad[0]]} by step "
+                           f"{self.env_steps:,} (a smaller learning rate may help).")
+
+    def _progress_stats(self) -> dict[str, str]:
+        stats = {"return": f"{self.last_return:.1f}"}
+        if self.evaluator.last is not None:
+            stats["eval"] = f"{self.evaluator.last[0]:.1f}"
+        return stats
+
+    def close(self) -> None:
+        self.logger.close()
+        self.collector.envs.close()
+        self.evaluator.close()
+
+    # ---- checkpoints: each part's state written by its owner ----------------------------------------
+
+    def state_dict(self) -> dict:
+        state = {"env_steps": self.env_steps, "torch_rng": torch.get_rng_state(),
+                 "last_eval": list(self.evaluator.last) if self.evaluator.last else None,
+                 "wandb_id": self.logger.run_id}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def save(self) -> Path:
+        payload = {
+            "agent": self.config.agent.name, "env_id": self.config.env, "env_steps": self.env_steps,
+            "config": to_dict(self.config), "spaces": self.space_signature,
+            "agent_state": self.agent.state_dict(), "collector": self.collector.state_dict(),
+            "trainer": self.state_dict(),
+        }
+        if self.config.save_buffer:
+            payload["buffer"] = self.buffer.state_dict()
+        if self.normalizer is not None:
+            payload["obs_normalizer"] = self.normalizer.state_dict()
+        path = checkpoint.checkpoint_path(self.run_dir, self.env_steps)
+        checkpoint.save_checkpoint(payload, path)
+        checkpoint.prune_checkpoints(self.run_dir, KEEP_CHECKPOINTS)
+        return path
+
+    def load(self, payload: dict) -> None:
+        """Continue from a checkpoint: agent, buffer, counters, RNG streams, and the episodes in flight."""
+        self.agent.load_state_dict(payload["agent_state"])
+        if self.normalizer is not None:
+            self.normalizer.load_state_dict(payload["obs_normalizer"])
+        state = payload["trainer"]
+        self.env_steps = state["env_steps"]
+        self.evaluator.last = tuple(state["last_eval"]) if state["last_eval"] else None
+        self.logger.forget_evaluations_after(self.env_steps)
+        if "buffer" in payload:
+            self.buffer.load_state_dict(payload["buffer"])
+        self.collector.load_state_dict(payload["collector"])
+        # Last, so that nothing above draws from the restored streams.
+        torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
