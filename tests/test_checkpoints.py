@@ -189,13 +189,14 @@ def test_a_run_killed_at_a_random_moment_resumes_from_its_last_checkpoint(tmp_pa
     assert checkpoint_steps(run_dir)[-1] == 4000 and "Trained to 4,000 env steps" in result.stdout
 
 
-def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, signum):
     run_dir = tmp_path / "run"
-    process = start_training(run_dir, 100_000, wandb="offline")  # wandb's service gets the Ctrl-C too
+    process = start_training(run_dir, 100_000, wandb="offline")  # wandb's service gets the signal too
     wait_for(lambda: checkpoint_steps(run_dir) if (run_dir / "checkpoints").is_dir() else False)
-    os.killpg(process.pid, signal.SIGINT)
+    os.killpg(process.pid, signum)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130 and "Traceback" not in stderr
+    assert process.returncode == 128 + signum and "Traceback" not in stderr
     assert f"python train.py --resume {run_dir}" in stderr
     # Written at the step the interrupt arrived, after the periodic checkpoint the test waited for.
     step = checkpoint_steps(run_dir)[-1]
