@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from plot import mean_and_band  # noqa: E402
+from pathwise.commands.plot import mean_and_band  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "mujoco"
 # Named variants of our agents: train.py flags. crossq-256: CrossQ with 256-wide critics instead of 2048, the size

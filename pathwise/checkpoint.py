@@ -32,13 +32,29 @@ def checkpoint_path(run_dir: Path, env_steps: int) -> Path:
     return run_dir / CHECKPOINT_DIR / f"step_{env_steps:09d}.pt"
 
 
-def latest_checkpoint(path: str | Path) -> Path:
-    """`path` itself if it is a file, else the newest checkpoint of the run directory `path`."""
+def best_path(run_dir: Path) -> Path:
+    """The policy of the run's best evaluation (a policy, not a training state: it is not resumed from)."""
+    return run_dir / CHECKPOINT_DIR / "best.pt"
+
+
+WHICH = ("last", "best")
+
+
+def latest_checkpoint(path: str | Path, which: str = "last") -> Path:
+    """`path` itself if it is a file; else, of the run directory `path`, its newest checkpoint (`which="last"`)
+    or the policy of its best evaluation (`which="best"`)."""
     path = Path(path)
+    if which not in WHICH:
+        raise UserError(f"which policy of a run: last or best, not {which!r}.")
     if path.is_file():
         return path
     if not path.exists():
         raise UserError(f"{path} does not exist.")
+    if which == "best":
+        if not best_path(path).is_file():
+            raise UserError(f"{path} has no best policy yet ({best_path(path)} is written at its first "
+                            "evaluation); use the last one.")
+        return best_path(path)
     found = sorted((path / CHECKPOINT_DIR).glob("step_*.pt"))
     if not found:
         raise UserError(f"{path} holds no checkpoint (expected {path / CHECKPOINT_DIR}/step_*.pt).")
@@ -50,9 +66,9 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
         old.unlink()
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """The payload of the checkpoint at `path` (a file, or a run directory's latest), on the CPU."""
-    path = latest_checkpoint(path)
+def load_checkpoint(path: str | Path, which: str = "last") -> dict:
+    """The payload of the checkpoint at `path` (a file, or a run directory's last or best), on the CPU."""
+    path = latest_checkpoint(path, which)
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one has lost its directory
         raise UserError(f"{path} is not a readable checkpoint (truncated or corrupt: not a torch archive).")
     try:

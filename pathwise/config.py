@@ -87,6 +87,8 @@ class Config:
     """online, offline or disabled; none means online when logged in to wandb, otherwise offline."""
     wandb_group: str | None = setting(None, experiment=False)
     """wandb group of the run; none means a name shared by the runs that differ only by seed."""
+    tensorboard: bool = setting(True, experiment=False, resumable=True)
+    """Also write the metrics as TensorBoard event files in RUN_DIR/tensorboard (tensorboard --logdir runs)."""
 
     def __post_init__(self):
         if not isinstance(self.agent, tuple(AGENTS.values())):

@@ -5,14 +5,18 @@ import hashlib
 import json
 import netrc
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 import pathwise
 from pathwise.config import Config, run_fields, to_dict
 
 WANDB_PROJECT = "pathwise"
+TENSORBOARD_DIR = "tensorboard"
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -61,8 +65,29 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def read_scalars(run_dir: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of one metric from the run's TensorBoard event files, in step order. Where sessions of a
+    resumed run both logged a step (after the checkpoint the resume began from), the later session's value is
+    kept."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    by_step: dict[int, float] = {}
+    for path in sorted((run_dir / TENSORBOARD_DIR).glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime):
+        data, i = path.read_bytes(), 0
+        while i + 12 <= len(data):  # TFRecord: length (8 bytes), its CRC (4), the record, its CRC (4)
+            (n,) = struct.unpack("<Q", data[i:i + 8])
+            event = Event.FromString(data[i + 12:i + 12 + n])
+            i += 16 + n
+            for value in event.summary.value:
+                if value.tag == tag:
+                    by_step[event.step] = value.simple_value
+    steps = sorted(by_step)
+    return np.array(steps, dtype=np.int64), np.array([by_step[s] for s in steps])
+
+
 class Logger:
-    """`log(metrics, step)` with step = env steps; evaluations also go to RUN_DIR/evaluations.csv."""
+    """`log(metrics, step)` with step = env steps: to wandb and TensorBoard (each if on); evaluations also go to
+    RUN_DIR/evaluations.csv."""
 
     def __init__(self, run_dir: Path, config: Config, run_id: str | None = None):
         self.run_dir = run_dir
@@ -70,6 +95,11 @@ class Logger:
         self.eval_path = run_dir / "evaluations.csv"
         if not self.eval_path.exists():
             self.eval_path.write_text("env_steps,return_mean,return_std,length_mean\n")
+        self.tensorboard = None
+        if config.tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(run_dir / TENSORBOARD_DIR), flush_secs=30)
         self.run, self.run_id = None, run_id
         if self.mode == "disabled":
             return
@@ -102,6 +132,9 @@ class Logger:
     def log(self, metrics: dict[str, float], step: int) -> None:
         if self.run is not None:
             self.run.log(metrics, step=step)
+        if self.tensorboard is not None:
+            for key, value in metrics.items():
+                self.tensorboard.add_scalar(key, value, step)
 
     def log_eval(self, step: int, return_mean: float, return_std: float, length_mean: float) -> None:
         with open(self.eval_path, "a", newline="") as f:
@@ -116,6 +149,12 @@ class Logger:
             self.run.log({"eval/video": wandb.Video(str(path), format="mp4")}, step=step)
 
     def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
         if self.run is not None:
             self.run.finish()
             self.run = None
+            if self.mode == "offline":  # every session of the run, a resumed one included
+                runs = " ".join(str(p) for p in sorted((self.run_dir / "wandb").glob("offline-run-*")))
+                print(f"wandb: offline; upload this run with: wandb sync {runs}", file=sys.stderr)

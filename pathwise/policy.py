@@ -63,9 +63,11 @@ class Policy:
                             f"observations of size {obs_dim} and action space {act}.")
 
 
-def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
-    """The deterministic-or-sampled policy saved at `path`: a run directory (its latest checkpoint) or a file."""
-    payload = load_checkpoint(path)
+def load_policy(path: str | Path, device: str | torch.device = "cpu", which: str = "last") -> Policy:
+    """The deterministic-or-sampled policy saved at `path`: a checkpoint file, or a run directory, whose last
+    checkpoint (`which="last"`, the default: the policy the run ended with) or best evaluation's policy
+    (`which="best"`) is loaded."""
+    payload = load_checkpoint(path, which)
     try:
         device = torch.device(device)
     except RuntimeError:
@@ -81,7 +83,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
             normalizer = ObsNormalizer(spaces["obs_dim"])
             normalizer.load_state_dict(payload["obs_normalizer"])
     except (KeyError, TypeError, RuntimeError) as e:
-        raise UserError(f"{latest_checkpoint(path)} is not a complete pathwise checkpoint "
+        raise UserError(f"{latest_checkpoint(path, which)} is not a complete pathwise checkpoint "
                         f"({type(e).__name__}: {str(e).splitlines()[0][:120]}).") from None
     module = BoundedPolicy(actor, low, high, normalizer).to(device)
     return Policy(module, payload["env_id"], int(payload["env_steps"]), spaces["obs_dim"], device)

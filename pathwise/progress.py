@@ -14,15 +14,22 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, total: int, initial: int = 0, stream=None):
+    """Steps, speed, ETA and the latest figures. The ETA comes from the speed since the last line, once that
+    interval lies wholly in the learning phase: the random-action phase before `learning_starts` runs many times
+    faster and would promise minutes for a run of hours, so until then the ETA says it is estimating."""
+
+    def __init__(self, total: int, initial: int = 0, learning_starts: int = 0, stream=None):
         self.stream = stream or sys.stderr
-        self.total, self.step = total, initial
+        self.total, self.step, self.learning_starts = total, initial, learning_starts
         self.shown_time, self.shown_step = time.perf_counter(), initial
         self.last_rate = 0.0
+        self.eta = "estimating"
         self.bar = None
         if self.stream.isatty():
+            # tqdm's own remaining time would mix the two phases' speeds: the ETA goes in the postfix instead.
             self.bar = tqdm(total=total, initial=initial, unit="step", file=self.stream, dynamic_ncols=True,
-                            smoothing=0.05)
+                            smoothing=0.05, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, "
+                                                       "{rate_fmt}{postfix}]")
 
     def advance(self, n: int) -> None:
         self.step += n
@@ -30,17 +37,18 @@ class Progress:
             self.bar.update(n)
 
     def show(self, stats: dict[str, str]) -> None:
-        """Called once per log interval with the latest figures, e.g. {"return": "-160.2"}."""
-        if self.bar is not None:
-            self.bar.set_postfix(stats, refresh=False)
-            return
+        """Called once per log interval (and after an evaluation) with the latest figures, e.g.
+        {"return": "-160.2"}."""
         now = time.perf_counter()
-        rate = (self.step - self.shown_step) / max(now - self.shown_time, 1e-9)  # since the last line
-        if self.step == self.shown_step:
-            rate = self.last_rate
-        self.shown_time, self.shown_step, self.last_rate = now, self.step, rate
-        eta = (self.total - self.step) / rate if rate > 0 else 0.0
-        fields = [f"step {self.step:,}/{self.total:,}", f"{rate:.0f} steps/s", f"ETA {format_duration(eta)}"]
+        if self.step != self.shown_step:
+            self.last_rate = (self.step - self.shown_step) / max(now - self.shown_time, 1e-9)
+            if self.shown_step >= self.learning_starts:
+                self.eta = format_duration((self.total - self.step) / max(self.last_rate, 1e-9))
+            self.shown_time, self.shown_step = now, self.step
+        if self.bar is not None:
+            self.bar.set_postfix({"ETA": self.eta, **stats}, refresh=False)
+            return
+        fields = [f"step {self.step:,}/{self.total:,}", f"{self.last_rate:.0f} steps/s", f"ETA {self.eta}"]
         fields += [f"{k} {v}" for k, v in stats.items()]
         print(" | ".join(fields), file=self.stream, flush=True)
 

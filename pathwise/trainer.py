@@ -27,19 +27,33 @@ KEEP_CHECKPOINTS = 2
 
 @dataclasses.dataclass
 class Summary:
-    env_steps: int
-    wall_time: float
+    env_steps: int  # the run's, over all its sessions
+    session_steps: int  # this session's (a resumed run's session began at its checkpoint)
+    session_time: float  # seconds
+    run_time: float  # seconds of training over all the run's sessions
     eval_return_mean: float | None
     eval_return_std: float | None
     checkpoint: Path
+    best: tuple[int, float, Path] | None = None  # (env steps, return mean, checkpoint) of the best evaluation
+
+    @property
+    def steps_per_second(self) -> float:
+        """This session's speed: its env steps over its time."""
+        return self.session_steps / max(self.session_time, 1e-9)
 
     def __str__(self) -> str:
-        rate = self.env_steps / max(self.wall_time, 1e-9)
-        lines = [f"Trained to {self.env_steps:,} env steps in {format_duration(self.wall_time)} "
-                 f"({rate:.0f} steps/s)."]
+        took = f"in {format_duration(self.session_time)} ({self.steps_per_second:.0f} steps/s)"
+        if self.session_steps == self.env_steps:
+            lines = [f"Trained to {self.env_steps:,} env steps {took}."]
+        else:
+            lines = [f"Trained to {self.env_steps:,} env steps: {self.session_steps:,} in this session {took}; "
+                     f"the whole run took {format_duration(self.run_time)} of training."]
         if self.eval_return_mean is not None:
             lines.append(f"Final evaluation return: {self.eval_return_mean:.1f} +- {self.eval_return_std:.1f}.")
         lines.append(f"Policy saved to {self.checkpoint}")
+        if self.best is not None:
+            lines.append(f"Best evaluation: {self.best[1]:.1f} at step {self.best[0]:,}; that policy is "
+                         f"{self.best[2]}")
         return "\n".join(lines)
 
 
@@ -70,6 +84,9 @@ class Trainer:
         self.space_signature = space_signature
         self.normalizer = normalizer  # the buffer keeps raw observations; the agent sees normalized ones
         self.env_steps = 0
+        self.run_time = 0.0  # seconds of training in the run's earlier sessions
+        self._session_start: float | None = None
+        self.best: tuple[int, float] | None = None  # (env steps, return mean) of the best evaluation so far
         self.last_return = float("nan")
         self.metrics = IntervalMetrics()
         self.stop = StopRequest()
@@ -80,20 +97,22 @@ class Trainer:
 
     def run(self) -> Summary:
         cfg, n = self.config, self.config.num_envs
-        start = time.perf_counter()
+        self._session_start, start_step = time.perf_counter(), self.env_steps
         self.collector.start()
-        progress = Progress(cfg.total_steps, initial=self.env_steps)
+        progress = Progress(cfg.total_steps, initial=self.env_steps, learning_starts=cfg.learning_starts)
         interval_start, interval_step = time.perf_counter(), self.env_steps
         with self.stop.installed():
             while self.env_steps < cfg.total_steps:
                 self.step()
                 progress.advance(n)
+                evaluate = _crossed(self.env_steps, n, cfg.eval_every) and self.env_steps < cfg.total_steps
                 if _crossed(self.env_steps, n, cfg.log_every) or self.env_steps >= cfg.total_steps:
                     now = time.perf_counter()
                     self.log(sps=(self.env_steps - interval_step) / max(now - interval_start, 1e-9))
                     interval_start, interval_step = now, self.env_steps
-                    progress.show(self._progress_stats())
-                if _crossed(self.env_steps, n, cfg.eval_every) and self.env_steps < cfg.total_steps:
+                    if not evaluate:  # one line per step: an evaluation at this step shows it
+                        progress.show(self._progress_stats())
+                if evaluate:
                     self.evaluate()
                     progress.show(self._progress_stats())
                 if _crossed(self.env_steps, n, cfg.video_every):
@@ -108,7 +127,10 @@ class Trainer:
             self.evaluate()
         path = self.save()
         mean, std = self.evaluator.last or (None, None)
-        return Summary(self.env_steps, time.perf_counter() - start, mean, std, path)
+        session = time.perf_counter() - self._session_start
+        best = (*self.best, checkpoint.best_path(self.run_dir)) if self.best else None
+        return Summary(self.env_steps, self.env_steps - start_step, session, self.run_time + session, mean, std,
+                       path, best)
 
     def step(self) -> None:
         """One call of env.step on every sub-env, then `updates_per_step` gradient updates."""
@@ -152,6 +174,9 @@ class Trainer:
         result = self.evaluator.evaluate(self.policy(), self.config.eval_episodes, self.env_steps)
         if not self.evaluator.finite():
             raise Diverged(f"training diverged: the evaluation return at step {self.env_steps:,} is {result[0]}.")
+        if self.best is None or result[0] > self.best[1]:
+            self.best = (self.env_steps, result[0])
+            self.save_best()
         for callback in self.on_evaluation:
             callback(self.env_steps, *result)
         return result
@@ -179,27 +204,39 @@ class Trainer:
     # ---- checkpoints: each part's state written by its owner ----------------------------------------
 
     def state_dict(self) -> dict:
+        session = time.perf_counter() - self._session_start if self._session_start is not None else 0.0
         state = {"env_steps": self.env_steps, "torch_rng": torch.get_rng_state(),
                  "last_eval": list(self.evaluator.last) if self.evaluator.last else None,
+                 "best": list(self.best) if self.best else None, "run_time": self.run_time + session,
                  "wandb_id": self.logger.run_id}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
 
-    def save(self) -> Path:
-        payload = {
-            "agent": self.config.agent.name, "env_id": self.config.env, "env_steps": self.env_steps,
-            "config": to_dict(self.config), "spaces": self.space_signature,
-            "agent_state": self.agent.state_dict(), "collector": self.collector.state_dict(),
-            "trainer": self.state_dict(),
-        }
-        if self.config.save_buffer:
-            payload["buffer"] = self.buffer.state_dict()
+    def _policy_payload(self, agent_state: dict) -> dict:
+        payload = {"agent": self.config.agent.name, "env_id": self.config.env, "env_steps": self.env_steps,
+                   "config": to_dict(self.config), "spaces": self.space_signature, "agent_state": agent_state}
         if self.normalizer is not None:
             payload["obs_normalizer"] = self.normalizer.state_dict()
+        return payload
+
+    def save(self) -> Path:
+        payload = {**self._policy_payload(self.agent.state_dict()), "collector": self.collector.state_dict(),
+                   "trainer": self.state_dict()}
+        if self.config.save_buffer:
+            payload["buffer"] = self.buffer.state_dict()
         path = checkpoint.checkpoint_path(self.run_dir, self.env_steps)
         checkpoint.save_checkpoint(payload, path)
         checkpoint.prune_checkpoints(self.run_dir, KEEP_CHECKPOINTS)
+        return path
+
+    def save_best(self) -> Path:
+        """The policy of the best evaluation so far, beside the latest checkpoints (the actor, and the
+        observation normalization it saw): what `load_policy(RUN, which="best")` loads."""
+        payload = self._policy_payload({"actor": self.agent.actor.state_dict()})
+        payload["evaluation"] = {"return_mean": self.best[1], "env_steps": self.best[0]}
+        path = checkpoint.best_path(self.run_dir)
+        checkpoint.save_checkpoint(payload, path)
         return path
 
     def load(self, payload: dict) -> None:
@@ -208,7 +245,8 @@ class Trainer:
         if self.normalizer is not None:
             self.normalizer.load_state_dict(payload["obs_normalizer"])
         state = payload["trainer"]
-        self.env_steps = state["env_steps"]
+        self.env_steps, self.run_time = state["env_steps"], state["run_time"]
+        self.best = tuple(state["best"]) if state["best"] else None
         self.evaluator.last = tuple(state["last_eval"]) if state["last_eval"] else None
         self.logger.forget_evaluations_after(self.env_steps)
         if "buffer" in payload:

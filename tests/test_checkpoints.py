@@ -274,11 +274,50 @@ def test_evaluate_prints_json_writes_videos_and_refuses_other_spaces(tiny, tmp_p
     result = script("evaluate.py", summary.checkpoint.parent.parent, "--episodes", 2, "--json",
                     "--video", tmp_path / "videos")
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = json.loads(result.stdout)  # stdout holds the JSON alone: `evaluate.py RUN --json | jq .` works
     assert report["env_id"] == "Pendulum-v1" and report["env_steps"] == 300 and report["episodes"] == 2
     assert len(report["returns"]) == 2 and report["mean_return"] == pytest.approx(np.mean(report["returns"]))
-    assert "return" in result.stdout and "+-" in result.stdout
+    assert "return" in result.stderr and "+-" in result.stderr
     videos = sorted((tmp_path / "videos").glob("*.mp4"))
     assert len(videos) == 2 and all(v.stat().st_size > 1000 for v in videos)
     other = script("evaluate.py", summary.checkpoint, "--env", "MountainCarContinuous-v0")
     assert other.returncode == 2 and "trained on Pendulum-v1" in other.stderr and "Traceback" not in other.stderr
+
+
+def test_the_best_policy_is_kept_beside_the_last_and_each_command_can_pick_it(tiny, tmp_path):
+    trainer = build_trainer(tiny(total_steps=500, eval_every=100, eval_episodes=2))
+    evaluations = []
+    trainer.on_evaluation.append(lambda step, mean, std: evaluations.append((step, mean)))
+    summary = trainer.run()
+    trainer.close()
+    best_step, best_return = max(evaluations, key=lambda e: e[1])
+    assert summary.best[:2] == (best_step, best_return) and "Best evaluation" in str(summary)
+    best = load_checkpoint(tmp_path / "run", which="best")
+    assert best["env_steps"] == best_step and best["evaluation"]["return_mean"] == best_return
+    assert load_policy(tmp_path / "run").env_steps == 500  # the default: the policy the run ended with
+    assert load_policy(tmp_path / "run", which="best").env_steps == best_step
+    assert load_checkpoint(tmp_path / "run")["env_steps"] == 500  # resume and `last` never pick best.pt
+    result = script("evaluate.py", tmp_path / "run", "--policy", "best", "--episodes", 1, "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["env_steps"] == best_step, result.stderr
+    exported = script("export.py", tmp_path / "run", "--policy", "best", "-o", tmp_path / "best.pt2")
+    assert exported.returncode == 0 and f"({best_step:,} env steps)" in exported.stdout
+    wrong = script("evaluate.py", tmp_path / "run", "--policy", "bets")
+    assert wrong.returncode == 2 and "invalid choice: 'bets'" in wrong.stderr and "Traceback" not in wrong.stderr
+    with pytest.raises(UserError, match="last or best, not 'bets'"):
+        load_policy(tmp_path / "run", which="bets")
+    train(tiny(run_dir=str(tmp_path / "unevaluated"), eval_episodes=0))
+    with pytest.raises(UserError, match="has no best policy yet"):
+        load_policy(tmp_path / "unevaluated", which="best")
+
+
+def test_the_summary_of_a_resumed_run_tells_this_sessions_figures_from_the_runs(tiny, tmp_path):
+    first = train(tiny(total_steps=300))
+    assert first.session_steps == first.env_steps == 300 and first.run_time == first.session_time
+    second = resume(tmp_path / "run", {"total_steps": 500})
+    third = resume(tmp_path / "run", {"total_steps": 600})
+    assert (second.env_steps, second.session_steps, third.env_steps, third.session_steps) == (500, 200, 600, 100)
+    assert third.steps_per_second == pytest.approx(100 / third.session_time)
+    # The run's training time adds its sessions' (a session's time counts up to its last checkpoint).
+    assert third.run_time == pytest.approx(first.session_time + second.session_time + third.session_time, rel=0.1)
+    text = str(third)
+    assert "Trained to 600 env steps: 100 in this session" in text and "the whole run took" in text

@@ -101,7 +101,7 @@ def test_runs_that_differ_only_by_seed_share_a_group(tiny):
 
 
 def test_plot_draws_seeds_as_one_curve_with_a_band(tiny, tmp_path):
-    import plot
+    from pathwise.commands import plot
     from pathwise.run import train
 
     for seed in (1, 2):
@@ -119,7 +119,7 @@ def test_plot_draws_seeds_as_one_curve_with_a_band(tiny, tmp_path):
 
 
 def test_mean_and_band():
-    import plot
+    from pathwise.commands import plot
 
     steps = np.array([0, 10, 20])
     curves = [(steps, np.array([0.0, 2.0, 4.0])), (steps, np.array([2.0, 4.0, 6.0])), (steps, np.array([1., 3, 5]))]
@@ -137,3 +137,31 @@ def test_progress_lines_are_plain_when_not_a_terminal(tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.startswith("step ")]
     assert len(lines) >= 4 and all("steps/s" in line and "ETA" in line for line in lines)
     assert "\r" not in result.stderr and "\x1b[" not in result.stderr
+
+
+def test_metrics_go_to_tensorboard_files_with_wandbs_names_and_plot_draws_any_of_them(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from pathwise.commands import plot
+
+    run_dir = tmp_path / "run"
+    result = train_without_account(tmp_path, run_dir, "--wandb", "disabled")  # as on a cluster without wandb
+    assert result.returncode == 0, result.stderr
+    events = EventAccumulator(str(run_dir / "tensorboard"))  # TensorBoard's own reader
+    events.Reload()
+    assert set(NAMED_METRICS) <= set(events.Tags()["scalars"]), set(NAMED_METRICS) - set(events.Tags()["scalars"])
+    critic = events.Scalars("train/critic_loss")
+    assert [e.step for e in critic] == [200, 300, 400] and all(np.isfinite(e.value) for e in critic)
+    assert [e.step for e in events.Scalars("eval/return_mean")] == [200, 400]
+    out = subprocess.run([sys.executable, str(ROOT / "plot.py"), str(run_dir), "--metric", "train/critic_loss",
+                          "-o", str(tmp_path / "critic.png")], capture_output=True, text=True, env=no_wandb_account(tmp_path))
+    assert out.returncode == 0 and (tmp_path / "critic.png").stat().st_size > 10_000, out.stderr
+    _, steps, values = plot.read_run(run_dir, "train/critic_loss")
+    assert steps.tolist() == [200, 300, 400] and np.allclose(values, [e.value for e in critic])
+    missing = subprocess.run([sys.executable, str(ROOT / "plot.py"), str(run_dir), "--metric", "train/nothing"],
+                             capture_output=True, text=True, env=no_wandb_account(tmp_path), cwd=tmp_path)
+    assert missing.returncode == 2 and "none of the runs has recorded train/nothing" in missing.stderr
+
+    quiet = tmp_path / "quiet"
+    assert train_without_account(tmp_path, quiet, "--wandb", "disabled", "--no-tensorboard").returncode == 0
+    assert not (quiet / "tensorboard").exists()

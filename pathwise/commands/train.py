@@ -1,0 +1,42 @@
+"""Train a pathwise-gradient agent on a Gymnasium continuous-control environment.
+
+    python train.py --env Pendulum-v1
+    python train.py --env HalfCheetah-v5 --agent crossq --print-config
+    python train.py --resume runs/Pendulum-v1__sac__s1__20260101-120000 [--total-steps 40000]
+    python train.py --help
+"""
+
+import sys
+
+from pathwise.cli import parse_args
+from pathwise.config import to_yaml
+from pathwise.errors import UserError
+from pathwise.run import resume, resume_config, train
+from pathwise.trainer import Interrupted
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config, args, flags = parse_args(argv)
+        if args.print_config:
+            print(to_yaml(config if config is not None else resume_config(args.resume, flags)[0]), end="")
+            return 0
+        if config is None:
+            print(f"Resuming {args.resume}.", flush=True)
+            summary = resume(args.resume, flags)
+        else:
+            summary = train(config, announce=lambda: print(
+                f"Training {config.agent.name.upper()} on {config.env} for {config.total_steps:,} env steps "
+                f"(seed {config.seed}).", flush=True))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Interrupted as e:
+        print(f"\n{e}", file=sys.stderr)
+        return e.exit_code
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
