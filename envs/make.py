@@ -15,13 +15,18 @@ from pathwise.errors import UserError
 AUTORESET_MODE = AutoresetMode.DISABLED
 
 
-def _gym_make(env_id: str, **kwargs) -> gym.Env:
+def _gym_make(env_id: str, env_kwargs: dict, **kwargs) -> gym.Env:
     if ":" not in env_id and env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see gymnasium.pprint_registry() for the ids."
         raise UserError(f"unknown environment '{env_id}'{hint}")
     try:
-        return gym.make(env_id, **kwargs)
+        return gym.make(env_id, **env_kwargs, **kwargs)
+    except TypeError as e:
+        if not env_kwargs:
+            raise
+        reason = str(e).split(" was raised from")[0]  # gymnasium appends the env id and kwargs again
+        raise UserError(f"environment '{env_id}' does not take env_kwargs {env_kwargs}: {reason}.") from None
     except gym.error.DependencyNotInstalled as e:
         raise UserError(f"environment '{env_id}' needs a package that is not installed: {e}") from None
     except (gym.error.Error, ImportError, ModuleNotFoundError) as e:
@@ -41,10 +46,11 @@ def _check_spaces(env_id: str, env: gym.Env) -> None:
                         "only Box observations are supported.")
 
 
-def make_env(env_id: str, render_mode: str | None = None, rescale_actions: bool = True) -> gym.Env:
-    """One environment with flat observations whose action space is Box(-1, 1), or its own bounds with
-    `rescale_actions=False` (for policies that already act in them)."""
-    env = _gym_make(env_id, **({"render_mode": render_mode} if render_mode else {}))
+def make_env(env_id: str, render_mode: str | None = None, rescale_actions: bool = True,
+             env_kwargs: dict | None = None) -> gym.Env:
+    """One environment, `gymnasium.make(env_id, **env_kwargs)`, with flat observations whose action space is
+    Box(-1, 1), or its own bounds with `rescale_actions=False` (for policies that already act in them)."""
+    env = _gym_make(env_id, env_kwargs or {}, **({"render_mode": render_mode} if render_mode else {}))
     _check_spaces(env_id, env)
     if len(env.observation_space.shape) != 1:
         env = FlattenObservation(env)
@@ -54,9 +60,9 @@ def make_env(env_id: str, render_mode: str | None = None, rescale_actions: bool 
     return RescaleAction(env, np.full(shape, -1.0, np.float32), np.full(shape, 1.0, np.float32))
 
 
-def make_vector_env(env_id: str, num_envs: int, mode: str = "sync") -> VectorEnv:
+def make_vector_env(env_id: str, num_envs: int, mode: str = "sync", env_kwargs: dict | None = None) -> VectorEnv:
     """`num_envs` copies of the env, stepped together: in this process (sync) or one subprocess each (async)."""
-    fns = [lambda: make_env(env_id)] * num_envs
+    fns = [lambda: make_env(env_id, env_kwargs=env_kwargs)] * num_envs
     if mode == "async":
         return AsyncVectorEnv(fns, autoreset_mode=AUTORESET_MODE)
     return SyncVectorEnv(fns, autoreset_mode=AUTORESET_MODE)

@@ -51,6 +51,8 @@ def _metavar(tp, name: str) -> str:
         return "{" + ",".join(args) + "}"
     if typing.get_origin(tp) is tuple:
         return _metavar(args[0], name)
+    if typing.get_origin(tp) is dict:
+        return "KEY=VALUE"
     return {int: "N", float: "X"}.get(tp, name.upper().replace("_", "-"))
 
 
@@ -59,8 +61,10 @@ def _add_flag(group, name: str, tp, value, doc: str, hidden: bool = False) -> No
         group.add_argument(_flag(name), dest=name, default=argparse.SUPPRESS, action=argparse.BooleanOptionalAction,
                            help=argparse.SUPPRESS if hidden else f"{doc} [default: {'yes' if value else 'no'}]")
         return
-    is_list = isinstance(value, tuple)
-    shown = " ".join(map(str, value)) if is_list else ("none" if value is None else value)
+    is_list = isinstance(value, (tuple, dict))
+    if isinstance(value, dict):
+        value = tuple(f"{k}={v}" for k, v in value.items())
+    shown = (" ".join(map(str, value)) or "none") if is_list else ("none" if value is None else value)
     group.add_argument(_flag(name), dest=name, default=argparse.SUPPRESS, nargs="+" if is_list else None,
                        metavar=_metavar(tp, name), help=argparse.SUPPRESS if hidden else f"{doc} [default: {shown}]")
 

@@ -41,6 +41,8 @@ class Config:
 
     env: str = "Pendulum-v1"
     """Gymnasium environment id with a continuous (Box) action space."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for gymnasium.make, e.g. ctrl_cost_weight=0.05 (flags: key=value ...; YAML: a mapping)."""
     agent: AgentConfig = field(default_factory=SACConfig, metadata={"experiment": True, "resumable": False})
     """The agent (README: agents); its hyperparameters are the flags of its section (its name, in YAML)."""
     seed: int = setting(1, experiment=False)
@@ -197,6 +199,8 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
             if not isinstance(value, (list, tuple)):
                 raise ValueError
             return tuple(coerce(v, args[0], key) for v in value)
+        if origin is dict:
+            return _keyword_arguments(value, key)
         if tp is bool:
             if isinstance(value, bool):
                 return value
@@ -224,6 +228,27 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     except (ValueError, TypeError):
         pass
     raise UserError(f"{key} must be {_describe(tp)}, got {value!r}.")
+
+
+def _keyword_arguments(value: Any, key: str) -> dict:
+    """A mapping of names to values, from YAML's mapping or from flags' `name=value` words (each value read as
+    YAML: 0.05 is a number, true a boolean, [1, 2] a list)."""
+    if isinstance(value, str):
+        value = value.split()
+    if isinstance(value, (list, tuple)):
+        pairs = {}
+        for word in value:
+            name, sep, text = str(word).partition("=")
+            if not sep or not name.isidentifier():
+                raise UserError(f"{key} takes name=value words, e.g. ctrl_cost_weight=0.05, got {word!r}.")
+            try:
+                pairs[name] = yaml.safe_load(text) if text else ""
+            except yaml.YAMLError:
+                raise UserError(f"{key}: the value of {name} is not readable, got {text!r}.") from None
+        value = pairs
+    if not isinstance(value, dict) or not all(isinstance(k, str) and k.isidentifier() for k in value):
+        raise UserError(f"{key} must map argument names to values, got {value!r}.")
+    return dict(value)
 
 
 # ---- dicts, YAML and layering -------------------------------------------------------------------------

@@ -60,8 +60,8 @@ class Evaluator:
     """The training run's deterministic evaluations on an env of its own, each over the same seeded episodes,
     and its videos; every result goes to the logger. `last` is the latest (return mean, return std)."""
 
-    def __init__(self, env: gym.Env, env_id: str, seed: int, run_dir: Path, logger):
-        self.env, self.env_id, self.seed = env, env_id, seed + EVAL_SEED_OFFSET
+    def __init__(self, env: gym.Env, env_id: str, env_kwargs: dict, seed: int, run_dir: Path, logger):
+        self.env, self.env_id, self.env_kwargs, self.seed = env, env_id, env_kwargs, seed + EVAL_SEED_OFFSET
         self.run_dir, self.logger = run_dir, logger
         self.last: tuple[float, float] | None = None
 
@@ -76,7 +76,7 @@ class Evaluator:
 
     def record_video(self, policy: Policy, step: int) -> Path:
         """One deterministic evaluation episode, written to RUN_DIR/videos and logged."""
-        env = make_env(self.env_id, render_mode="rgb_array")
+        env = make_env(self.env_id, render_mode="rgb_array", env_kwargs=self.env_kwargs)
         try:
             _, _, (path,) = run_episodes(policy, env, 1, self.seed, self.run_dir / "videos", name=f"step_{step:09d}")
         finally:

@@ -36,8 +36,10 @@ class BoundedPolicy(nn.Module):
 class Policy:
     """`act(obs)` takes one observation (O,) or a batch (B, O) and returns actions in the env's own bounds."""
 
-    def __init__(self, module: BoundedPolicy, env_id: str, env_steps: int, obs_dim: int, device: torch.device):
+    def __init__(self, module: BoundedPolicy, env_id: str, env_steps: int, obs_dim: int, device: torch.device,
+                 env_kwargs: dict | None = None):
         self.module, self.env_id, self.env_steps = module.eval(), env_id, env_steps
+        self.env_kwargs = env_kwargs or {}  # what gymnasium.make was given in training
         self.obs_dim, self.device = obs_dim, device
 
     @torch.inference_mode()
@@ -86,7 +88,8 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu", which: str
         raise UserError(f"{latest_checkpoint(path, which)} is not a complete pathwise checkpoint "
                         f"({type(e).__name__}: {str(e).splitlines()[0][:120]}).") from None
     module = BoundedPolicy(actor, low, high, normalizer).to(device)
-    return Policy(module, payload["env_id"], int(payload["env_steps"]), spaces["obs_dim"], device)
+    return Policy(module, payload["env_id"], int(payload["env_steps"]), spaces["obs_dim"], device,
+                  config.env_kwargs)
 
 
 def export_policy(policy: Policy, path: str | Path) -> Path:

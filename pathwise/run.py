@@ -1,9 +1,11 @@
 """Building a run from its config, fresh or resumed from its run directory, and training it."""
 
+import fcntl
 import os
 import random
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -43,6 +45,25 @@ def default_run_dir(config: Config) -> Path:
     return Path("runs") / f"{config.env.replace('/', '-')}__{config.agent.name}__s{config.seed}__{stamp}"
 
 
+def lock_run_dir(run_dir: Path) -> IO:
+    """An exclusive lock on the run directory, held while the returned file stays open (the process's life at
+    most): a second process that would train in it is refused, instead of both writing its checkpoints."""
+    lock = open(run_dir / ".lock", "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        pid = lock.read().strip()
+        lock.close()
+        raise UserError(f"{run_dir} is in use by another training process{f' (pid {pid})' if pid else ''}; "
+                        "wait for it to end, or stop it (Ctrl-C or SIGTERM saves it) and resume then.") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
 def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None = None) -> Trainer:
     """Everything a run needs, made from its config: device, seeds, envs, run directory, agent, buffer, logger."""
     device = resolve_device(config.device)
@@ -51,8 +72,9 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
         os.environ.setdefault("MUJOCO_GL", "egl")
     configure_cpu(config.threads)
     seed_everything(config.seed)
-    eval_env = make_env(config.env)  # first: a bad env id is refused here, before any subprocess starts
-    envs = make_vector_env(config.env, config.num_envs, config.vector_mode)
+    # The evaluation env first: a bad env id or env_kwargs is refused here, before any subprocess starts.
+    eval_env = make_env(config.env, env_kwargs=config.env_kwargs)
+    envs = make_vector_env(config.env, config.num_envs, config.vector_mode, config.env_kwargs)
     obs_dim = envs.single_observation_space.shape[0]
     act_dim = envs.single_action_space.shape[0]
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
@@ -62,14 +84,17 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
         raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or pick another "
                         "--run-dir.")
     run_dir.mkdir(parents=True, exist_ok=True)
+    lock = lock_run_dir(run_dir)
     save_yaml(config, run_dir / "config.yaml")
     agent = config.agent.make_agent(obs_dim, act_dim, device, precision=config.precision, compile=config.compile)
     buffer = ReplayBuffer(config.buffer_size, obs_dim, act_dim, device, seed=config.seed)
     logger = Logger(run_dir, config, run_id=wandb_id)
-    evaluator = Evaluator(eval_env, config.env, config.seed, run_dir, logger)
+    evaluator = Evaluator(eval_env, config.env, config.env_kwargs, config.seed, run_dir, logger)
     normalizer = ObsNormalizer(obs_dim).to(device) if config.normalize_obs else None
-    return Trainer(config, Collector(envs, config.seed), agent, buffer, evaluator, logger, run_dir, device,
-                   space_signature(eval_env), normalizer)
+    trainer = Trainer(config, Collector(envs, config.seed), agent, buffer, evaluator, logger, run_dir, device,
+                      space_signature(eval_env), normalizer)
+    trainer.resources.append(lock)
+    return trainer
 
 
 def resume_config(run_dir: str | Path, overrides: dict) -> tuple[Config, dict]:

@@ -183,8 +183,13 @@ def run_trial(trial: dict, sweep: Sweep, sweep_dir: str) -> None:
     if not done:  # nothing to resume from: a fresh run, without the evaluations of an earlier start
         (run_dir / "evaluations.csv").unlink(missing_ok=True)
     trainer = resume_trainer(run_dir, {}) if done else build_trainer(config)
-    trainer.on_evaluation.append(lambda step, mean, std: tune.report(
-        {METRIC: mean, "eval/return_std": std, "env_steps": step}))
+
+    def report(step: int, mean: float, std: float) -> None:
+        if step < config.total_steps:  # (the run saves at its end anyway)
+            trainer.save()  # first: a trial that Ray stops after this report keeps its progress up to here
+        tune.report({METRIC: mean, "eval/return_std": std, "env_steps": step})
+
+    trainer.on_evaluation.append(report)
     try:
         trainer.run()
     finally:

@@ -92,6 +92,7 @@ class Trainer:
         self.stop = StopRequest()
         # Called after each evaluation with (env_steps, return mean, return std): how a sweep hears of progress.
         self.on_evaluation: list[Callable[[int, float, float], None]] = []
+        self.resources: list = []  # closed with the trainer (the run directory's lock)
 
     # ---- the loop -----------------------------------------------------------------------------------
 
@@ -200,6 +201,8 @@ class Trainer:
         self.logger.close()
         self.collector.envs.close()
         self.evaluator.close()
+        for resource in self.resources:
+            resource.close()
 
     # ---- checkpoints: each part's state written by its owner ----------------------------------------
 

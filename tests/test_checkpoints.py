@@ -151,6 +151,11 @@ def test_resume_refuses_to_change_what_the_agent_learns_and_to_go_back(tiny, tmp
         resume_trainer(tmp_path / "run", {})
 
 
+# A run of a few seconds that checkpoints often, evaluates once at its end, and updates from step 100 on.
+TINY_RUN = ("--env", "Pendulum-v1", "--learning-starts", 100, "--batch-size", 32, "--hidden-sizes", 16, 16,
+            "--checkpoint-every", 200, "--eval-every", 0, "--eval-episodes", 1, "--threads", 1, "--wandb", "disabled")
+
+
 def wait_for(predicate, timeout=120):
     deadline = time.time() + timeout
     while not predicate():
@@ -321,3 +326,37 @@ def test_the_summary_of_a_resumed_run_tells_this_sessions_figures_from_the_runs(
     assert third.run_time == pytest.approx(first.session_time + second.session_time + third.session_time, rel=0.1)
     text = str(third)
     assert "Trained to 600 env steps: 100 in this session" in text and "the whole run took" in text
+
+
+def test_a_second_process_is_refused_a_run_that_is_still_training(tmp_path):
+    run_dir = tmp_path / "run"
+    process = start_training(run_dir, 100_000)
+    try:
+        wait_for(lambda: checkpoint_steps(run_dir) if (run_dir / "checkpoints").is_dir() else False)
+        second = script("train.py", "--resume", run_dir, "--total-steps", 200_000)
+        assert second.returncode == 2 and "Traceback" not in second.stderr
+        assert f"{run_dir} is in use by another training process (pid {process.pid})" in second.stderr
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    assert process.returncode == 143  # its checkpoint is written; the lock went with the process
+    resumed = script("train.py", "--resume", run_dir, "--total-steps", checkpoint_steps(run_dir)[-1] + 100)
+    assert resumed.returncode == 0, resumed.stderr
+
+
+def test_sigterm_to_a_real_run_then_resume_gives_the_numbers_of_an_uninterrupted_run(tmp_path):
+    straight = script("train.py", *TINY_RUN, "--total-steps", 1200, "--run-dir", tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr
+    run_dir = tmp_path / "split"
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *map(str, TINY_RUN), "--total-steps", "1200",
+                                "--run-dir", str(run_dir)], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    wait_for(lambda: checkpoint_steps(run_dir) if (run_dir / "checkpoints").is_dir() else False)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    stopped_at = checkpoint_steps(run_dir)[-1]
+    assert process.returncode == 143 and "Traceback" not in stderr and 200 <= stopped_at < 1200, stderr
+    resumed = script("train.py", "--resume", run_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = agent_tensors(tmp_path / "straight"), agent_tensors(run_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]

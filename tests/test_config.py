@@ -85,6 +85,47 @@ def test_sac_section_from_dict_accepts_yaml_types():
     assert config.agent == SACConfig(hidden_sizes=(8, 8), tau=1.0)
 
 
-def test_presets_for_the_promised_envs_are_valid():
-    for env_id in ("Pendulum-v1", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5"):
+def test_every_mujoco_v5_task_has_a_valid_preset_that_says_where_its_numbers_come_from():
+    import gymnasium as gym
+
+    mujoco = sorted(k for k, spec in gym.registry.items() if k.endswith("-v5") and "mujoco" in str(spec.entry_point))
+    assert len(mujoco) == 11
+    for env_id in ["Pendulum-v1", *mujoco]:
+        paths = preset_paths(env_id, "sac")
+        assert paths and all("rl-baselines3-zoo" in p.read_text().splitlines()[0] for p in paths), env_id
         assert resolve({"env": env_id}).env == env_id
+    assert resolve({"env": "Swimmer-v5"}).agent.gamma == 0.9999 and resolve({"env": "Humanoid-v5"}).total_steps == 2e6
+
+
+def test_env_kwargs_from_flags_and_yaml_and_their_mistakes(tmp_path):
+    config, _, _ = parse_args(["--env", "HalfCheetah-v5", "--env-kwargs", "ctrl_cost_weight=0.05",
+                               "reset_noise_scale=0"])
+    assert config.env_kwargs == {"ctrl_cost_weight": 0.05, "reset_noise_scale": 0}
+    path = tmp_path / "kwargs.yaml"
+    path.write_text("env: Pendulum-v1\nenv_kwargs:\n  g: 9.0\n")
+    assert resolve({}, str(path)).env_kwargs == {"g": 9.0}
+    for words, message in [(["g"], "takes name=value words"), (["=3"], "takes name=value words"),
+                           (["g=[1"], "the value of g is not readable")]:
+        with pytest.raises(UserError, match=message):
+            parse_args(["--env-kwargs", *words])
+    path.write_text("env_kwargs: [1, 2]\n")
+    with pytest.raises(UserError, match="takes name=value words"):
+        resolve({}, str(path))
+
+
+def test_env_kwargs_reach_every_env_of_the_run_and_travel_with_it(tiny, tmp_path):
+    from pathwise import load_policy
+    from pathwise.run import build_trainer, resume_trainer
+
+    trainer = build_trainer(tiny(env_kwargs={"g": 3.5}, num_envs=2))
+    trainer.run()
+    trainer.close()
+    assert [env.unwrapped.g for env in trainer.collector.envs.envs] == [3.5, 3.5]
+    assert trainer.evaluator.env.unwrapped.g == 3.5
+    assert "g: 3.5" in (tmp_path / "run" / "config.yaml").read_text()
+    assert load_policy(tmp_path / "run").env_kwargs == {"g": 3.5}
+    resumed = resume_trainer(tmp_path / "run", {"total_steps": 400})
+    assert resumed.evaluator.env.unwrapped.g == 3.5 and resumed.config.env_kwargs == {"g": 3.5}
+    resumed.close()
+    with pytest.raises(UserError, match="does not take env_kwargs {'gravity': 3}: .*unexpected keyword"):
+        build_trainer(tiny(env_kwargs={"gravity": 3}, run_dir=str(tmp_path / "other")))

@@ -154,7 +154,8 @@ def test_metrics_go_to_tensorboard_files_with_wandbs_names_and_plot_draws_any_of
     assert [e.step for e in critic] == [200, 300, 400] and all(np.isfinite(e.value) for e in critic)
     assert [e.step for e in events.Scalars("eval/return_mean")] == [200, 400]
     out = subprocess.run([sys.executable, str(ROOT / "plot.py"), str(run_dir), "--metric", "train/critic_loss",
-                          "-o", str(tmp_path / "critic.png")], capture_output=True, text=True, env=no_wandb_account(tmp_path))
+                          "-o", str(tmp_path / "critic.png")], capture_output=True, text=True,
+                         env=no_wandb_account(tmp_path))
     assert out.returncode == 0 and (tmp_path / "critic.png").stat().st_size > 10_000, out.stderr
     _, steps, values = plot.read_run(run_dir, "train/critic_loss")
     assert steps.tolist() == [200, 300, 400] and np.allclose(values, [e.value for e in critic])
