@@ -76,7 +76,7 @@ def sb3(env_id: str, steps: int, threads: int) -> float:
 def update_time_us(env_id: str, threads: int, extra: list[str], repeats: int = 300) -> float:
     """Median wall time of one of our SAC updates (batch 256, 256x256), in microseconds, in a trainer's process."""
     code = f"""
-import sys, time, statistics, torch
+import dataclasses, sys, time, statistics, torch
 sys.path.insert(0, {str(ROOT)!r})
 from pathwise.cli import parse_args
 from pathwise.run import build_trainer
@@ -86,9 +86,9 @@ args = ["--env", {env_id!r}, "--batch-size", "256", "--hidden-sizes", "256", "25
         "--buffer-size", "10000", "--run-dir", tempfile.mkdtemp() + "/run", *{extra!r}]
 config, _, _ = parse_args(args)
 trainer = build_trainer(config)
-trainer.start_episodes(__import__("numpy").ones(1, bool))
+trainer.collector.start()
+trainer.config = dataclasses.replace(config, learning_starts=10**9)  # random actions only: no update yet
 while len(trainer.buffer) < 2000:
-    trainer.config = config.__class__(**{{**config.__dict__, "learning_starts": 10**9}})
     trainer.step()
 agent, buffer = trainer.agent, trainer.buffer
 times = []

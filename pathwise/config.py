@@ -25,7 +25,9 @@ from agents.registry import AGENTS, AgentConfig
 from agents.sac import SACConfig
 from pathwise.errors import UserError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# The presets: pathwise/configs/ in an installed package, configs/ at the top of a checkout.
+_HERE = Path(__file__).resolve().parent
+CONFIG_DIR = _HERE / "configs" if (_HERE / "configs").is_dir() else _HERE.parent / "configs"
 DEFAULT_AGENT = "sac"
 
 

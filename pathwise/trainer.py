@@ -62,12 +62,17 @@ class Diverged(UserError):
 
 
 class Interrupted(Exception):
-    """Training stopped by a signal (Ctrl-C or SIGTERM), after its checkpoint was written."""
+    """Training stopped by a signal (Ctrl-C or SIGTERM): after writing its checkpoint, or, at a second signal, at
+    once, keeping the checkpoints written before."""
 
-    def __init__(self, checkpoint_path: Path, signum: int = signal.SIGINT):
-        super().__init__(f"Interrupted; checkpoint saved to {checkpoint_path}. Continue with: "
-                         f"python train.py --resume {checkpoint_path.parent.parent}")
-        self.checkpoint_path, self.exit_code = checkpoint_path, 128 + int(signum)
+    def __init__(self, run_dir: Path, signum: int = signal.SIGINT, saved: Path | None = None):
+        if saved is not None:
+            what = f"Interrupted; checkpoint saved to {saved}."
+        else:
+            what = ("Stopped at once by a second signal; the checkpoints written before are kept (a checkpoint cut "
+                    "off while being written is never the one read).")
+        super().__init__(f"{what} Continue with: python train.py --resume {run_dir}")
+        self.exit_code = 128 + int(signum)
 
 
 def _crossed(step: int, n: int, every: int) -> bool:
@@ -97,41 +102,50 @@ class Trainer:
     # ---- the loop -----------------------------------------------------------------------------------
 
     def run(self) -> Summary:
-        cfg, n = self.config, self.config.num_envs
         self._session_start, start_step = time.perf_counter(), self.env_steps
         self.collector.start()
-        progress = Progress(cfg.total_steps, initial=self.env_steps, learning_starts=cfg.learning_starts)
-        interval_start, interval_step = time.perf_counter(), self.env_steps
+        progress = Progress(self.config.total_steps, initial=self.env_steps,
+                            learning_starts=self.config.learning_starts)
         with self.stop.installed():
-            while self.env_steps < cfg.total_steps:
-                self.step()
-                progress.advance(n)
-                evaluate = _crossed(self.env_steps, n, cfg.eval_every) and self.env_steps < cfg.total_steps
-                if _crossed(self.env_steps, n, cfg.log_every) or self.env_steps >= cfg.total_steps:
-                    now = time.perf_counter()
-                    self.log(sps=(self.env_steps - interval_step) / max(now - interval_start, 1e-9))
-                    interval_start, interval_step = now, self.env_steps
-                    if not evaluate:  # one line per step: an evaluation at this step shows it
-                        progress.show(self._progress_stats())
-                if evaluate:
-                    self.evaluate()
-                    progress.show(self._progress_stats())
-                if _crossed(self.env_steps, n, cfg.video_every):
-                    self.evaluator.record_video(self.policy(), self.env_steps)
-                if _crossed(self.env_steps, n, cfg.checkpoint_every) and self.env_steps < cfg.total_steps:
-                    self.save()
-                if self.stop and self.env_steps < cfg.total_steps:
-                    progress.close()
-                    raise Interrupted(self.save(), self.stop.signum)
-        progress.close()
-        if cfg.eval_episodes > 0:
-            self.evaluate()
-        path = self.save()
+            try:
+                path = self._loop(progress)
+            except KeyboardInterrupt:  # the second signal
+                progress.close()
+                raise Interrupted(self.run_dir, self.stop.signum or signal.SIGINT) from None
         mean, std = self.evaluator.last or (None, None)
         session = time.perf_counter() - self._session_start
         best = (*self.best, checkpoint.best_path(self.run_dir)) if self.best else None
         return Summary(self.env_steps, self.env_steps - start_step, session, self.run_time + session, mean, std,
                        path, best)
+
+    def _loop(self, progress: Progress) -> Path:
+        """Train to total_steps, then the final evaluation and checkpoint; its path."""
+        cfg, n = self.config, self.config.num_envs
+        interval_start, interval_step = time.perf_counter(), self.env_steps
+        while self.env_steps < cfg.total_steps:
+            self.step()
+            progress.advance(n)
+            evaluate = _crossed(self.env_steps, n, cfg.eval_every) and self.env_steps < cfg.total_steps
+            if _crossed(self.env_steps, n, cfg.log_every) or self.env_steps >= cfg.total_steps:
+                now = time.perf_counter()
+                self.log(sps=(self.env_steps - interval_step) / max(now - interval_start, 1e-9))
+                interval_start, interval_step = now, self.env_steps
+                if not evaluate:  # one line per step: an evaluation at this step shows it
+                    progress.show(self._progress_stats())
+            if evaluate:
+                self.evaluate()
+                progress.show(self._progress_stats())
+            if _crossed(self.env_steps, n, cfg.video_every):
+                self.evaluator.record_video(self.policy(), self.env_steps)
+            if _crossed(self.env_steps, n, cfg.checkpoint_every) and self.env_steps < cfg.total_steps:
+                self.save()
+            if self.stop and self.env_steps < cfg.total_steps:
+                progress.close()
+                raise Interrupted(self.run_dir, self.stop.signum, saved=self.save())
+        progress.close()
+        if cfg.eval_episodes > 0:
+            self.evaluate()
+        return self.save()
 
     def step(self) -> None:
         """One call of env.step on every sub-env, then `updates_per_step` gradient updates."""

@@ -360,3 +360,18 @@ def test_sigterm_to_a_real_run_then_resume_gives_the_numbers_of_an_uninterrupted
     assert resumed.returncode == 0, resumed.stderr
     a, b = agent_tensors(tmp_path / "straight"), agent_tensors(run_dir)
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+
+
+def test_a_second_signal_stops_at_once_and_the_last_whole_checkpoint_survives(tmp_path):
+    run_dir = tmp_path / "run"
+    process = start_training(run_dir, 100_000)
+    wait_for(lambda: checkpoint_steps(run_dir) if (run_dir / "checkpoints").is_dir() else False)
+    # Two signals in a row: the second lands while the first one's checkpoint is being written, or just after.
+    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143 and "Traceback" not in stderr, stderr
+    assert "Continue with: python train.py --resume" in stderr
+    payload = load_checkpoint(run_dir)  # whole, whichever checkpoint it is
+    resumed = script("train.py", "--resume", run_dir, "--total-steps", payload["env_steps"] + 100)
+    assert resumed.returncode == 0, resumed.stderr

@@ -58,3 +58,16 @@ def test_bad_input_gets_one_sentence_and_a_nonzero_exit(tmp_path, args, message)
 def test_help_lists_every_flag_in_one_line(tmp_path):
     result = run_train("--help")
     assert result.returncode == 0 and "--total-steps" in result.stdout and "--hidden-sizes" in result.stdout
+
+
+def test_log_lines_one_per_step_and_an_eta_only_from_the_learning_phase(tmp_path):
+    result = run_train("--env", "Pendulum-v1", "--total-steps", "500", "--learning-starts", "200",
+                       "--batch-size", "32", "--hidden-sizes", "16", "16", "--eval-every", "200", "--log-every", "100",
+                       "--eval-episodes", "1", "--wandb", "disabled", "--run-dir", str(tmp_path / "run"),
+                       "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("step ")]
+    steps = [line.split()[1].split("/")[0] for line in lines]
+    assert steps == ["100", "200", "300", "400", "500"], lines  # evaluations at 200 and 400 are in their line
+    assert "ETA estimating" in lines[0] and "ETA estimating" in lines[1]  # random actions: no honest ETA yet
+    assert "ETA estimating" not in lines[2] and "eval " in lines[1] and "eval " in lines[3]

@@ -68,6 +68,8 @@ def test_offline_run_without_account_is_read_back_with_the_named_metrics_and_con
     runs = sorted((run_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and runs[0].name.split("-")[-1] == runs[1].name.split("-")[-1]  # the same run id
     assert inspect(runs[1])["summary"]["_step"] == 600  # the step counter went on, not back
+    # At the end of each session, the command that uploads the whole run: every offline session of it.
+    assert f"upload this run with: wandb sync {runs[0]} {runs[1]}" in resumed.stderr
 
 
 def test_a_terminal_on_stdin_gets_no_login_prompt_either(tmp_path):

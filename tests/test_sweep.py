@@ -94,6 +94,8 @@ def test_a_sweep_runs_on_embedded_ray_past_a_failing_trial_and_writes_the_best_c
     for seed in (1, 2):  # every trial is an ordinary run
         run = tmp_path / "sweep" / "trials" / f"c000_seed{seed}"
         assert (run / "config.yaml").is_file() and list((run / "checkpoints").glob("*.pt"))
+        # Saved before its report at step 200, so that Ray stopping it there would have lost nothing.
+        assert (run / "checkpoints" / "step_000000200.pt").is_file()
         assert yaml.safe_load((run / "config.yaml").read_text())["wandb_group"] == "test"
         assert list((run / "wandb").glob("offline-run-*"))
     assert (tmp_path / "sweep" / "best.png").is_file()

@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as e:
         print(f"\n{e}", file=sys.stderr)
         return e.exit_code
+    except KeyboardInterrupt:  # Ctrl-C while the run was being built or closed, outside the training loop
+        print("\nStopped at once; the checkpoints written before are kept.", file=sys.stderr)
+        return 130
     print(summary)
     return 0
 

@@ -1,0 +1,44 @@
+"""The package as a user installs it: a wheel in a fresh virtual environment, far from the checkout."""
+
+import subprocess
+import sys
+import sysconfig
+import venv
+
+import yaml
+from conftest import ROOT
+
+
+def test_the_wheel_installed_elsewhere_trains_with_its_shipped_preset(tmp_path):
+    wheels = tmp_path / "wheels"
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
+                           capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = wheels.glob("pathwise_rl-*.whl")
+    env = tmp_path / "venv"
+    venv.create(env, with_pip=True)
+    site = next(env.glob("lib/python*/site-packages"))
+    # The heavy dependencies (torch, gymnasium, ...) come from this interpreter's site-packages, read as plain
+    # folders: the editable install of the checkout that lives there is not activated by them.
+    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    installed = subprocess.run([env / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
+                               capture_output=True, text=True, timeout=600)
+    assert installed.returncode == 0, installed.stderr
+    where = subprocess.run([env / "bin" / "python", "-c", "import pathwise, agents; print(pathwise.__file__)"],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert where.stdout.startswith(str(site)), where.stdout + where.stderr
+
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    run = subprocess.run([env / "bin" / "pathwise-train", "--env", "HalfCheetah-v5", "--total-steps", "300",
+                          "--eval-episodes", "1", "--wandb", "disabled", "--run-dir", "run"],
+                         capture_output=True, text=True, cwd=work, timeout=600, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stderr
+    config = yaml.safe_load((work / "run" / "config.yaml").read_text())
+    assert config["learning_starts"] == 10_000  # from the HalfCheetah-v5 preset that ships in the wheel
+    evaluated = subprocess.run([env / "bin" / "pathwise-evaluate", "run", "--episodes", "1", "--json"],
+                               capture_output=True, text=True, cwd=work, timeout=600)
+    assert evaluated.returncode == 0 and '"env_id": "HalfCheetah-v5"' in evaluated.stdout, evaluated.stderr
+    exported = subprocess.run([env / "bin" / "pathwise-export", "run", "-o", "policy.pt2"], capture_output=True,
+                              text=True, cwd=work, timeout=600)
+    assert exported.returncode == 0 and (work / "policy.pt2").is_file(), exported.stderr
