@@ -1,6 +1,8 @@
 """Gymnasium env construction: id and space checks, the [-1, 1] action rescaling, the pinned autoreset mode."""
 
 import difflib
+import functools
+import signal
 
 import gymnasium as gym
 import numpy as np
@@ -62,10 +64,20 @@ def make_env(env_id: str, render_mode: str | None = None, rescale_actions: bool 
 
 def make_vector_env(env_id: str, num_envs: int, mode: str = "sync", env_kwargs: dict | None = None) -> VectorEnv:
     """`num_envs` copies of the env, stepped together: in this process (sync) or one subprocess each (async)."""
-    fns = [lambda: make_env(env_id, env_kwargs=env_kwargs)] * num_envs
     if mode == "async":
-        return AsyncVectorEnv(fns, autoreset_mode=AUTORESET_MODE)
-    return SyncVectorEnv(fns, autoreset_mode=AUTORESET_MODE)
+        worker = functools.partial(_worker_env, env_id, env_kwargs)
+        return AsyncVectorEnv([worker] * num_envs, autoreset_mode=AUTORESET_MODE)
+    return SyncVectorEnv([lambda: make_env(env_id, env_kwargs=env_kwargs)] * num_envs, autoreset_mode=AUTORESET_MODE)
+
+
+def _worker_env(env_id: str, env_kwargs: dict | None) -> gym.Env:
+    """The env of an async worker process, which leaves the stop signals to the trainer: a SIGTERM or SIGHUP
+    sent to the whole job (Slurm, a process group) would otherwise kill the worker in the middle of a step,
+    before the trainer saves. Gymnasium's workers already ignore SIGINT. A worker still ends when the trainer
+    closes it, or dies: its pipe closes."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    return make_env(env_id, env_kwargs=env_kwargs)
 
 
 def space_signature(env: gym.Env) -> dict:

@@ -61,6 +61,11 @@ def latest_checkpoint(path: str | Path, which: str = "last") -> Path:
     return found[-1]
 
 
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether the run directory holds a checkpoint to resume from (best.pt is a policy, not one)."""
+    return any((run_dir / CHECKPOINT_DIR).glob("step_*.pt"))
+
+
 def prune_checkpoints(run_dir: Path, keep: int) -> None:
     for old in sorted((run_dir / CHECKPOINT_DIR).glob("step_*.pt"))[:-keep]:
         old.unlink()

@@ -15,6 +15,7 @@ from pathwise.config import (
     DEFAULT_AGENT,
     Config,
     check_layer,
+    flag,
     layered,
     resolve,
     run_fields,
@@ -38,10 +39,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def _metavar(tp, name: str) -> str:
     """N for integers, X for numbers, {a,b} for choices, the name for the rest: short enough for one line."""
     args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -56,16 +53,16 @@ def _metavar(tp, name: str) -> str:
     return {int: "N", float: "X"}.get(tp, name.upper().replace("_", "-"))
 
 
-def _add_flag(group, name: str, tp, value, doc: str, hidden: bool = False) -> None:
+def _addflag(group, name: str, tp, value, doc: str, hidden: bool = False) -> None:
     if isinstance(value, bool):
-        group.add_argument(_flag(name), dest=name, default=argparse.SUPPRESS, action=argparse.BooleanOptionalAction,
+        group.add_argument(flag(name), dest=name, default=argparse.SUPPRESS, action=argparse.BooleanOptionalAction,
                            help=argparse.SUPPRESS if hidden else f"{doc} [default: {'yes' if value else 'no'}]")
         return
     is_list = isinstance(value, (tuple, dict))
     if isinstance(value, dict):
         value = tuple(f"{k}={v}" for k, v in value.items())
     shown = (" ".join(map(str, value)) or "none") if is_list else ("none" if value is None else value)
-    group.add_argument(_flag(name), dest=name, default=argparse.SUPPRESS, nargs="+" if is_list else None,
+    group.add_argument(flag(name), dest=name, default=argparse.SUPPRESS, nargs="+" if is_list else None,
                        metavar=_metavar(tp, name), help=argparse.SUPPRESS if hidden else f"{doc} [default: {shown}]")
 
 
@@ -85,19 +82,19 @@ def build_parser(name: str = DEFAULT_AGENT, layers: dict | None = None) -> argpa
     parser.add_argument("--config", metavar="FILE", help="YAML file of overrides, applied after the presets.")
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue the run in RUN_DIR from its latest checkpoint (then only "
-                             f"{', '.join(_flag(f) for f in run_fields('resumable'))} may be given).")
+                             f"{', '.join(flag(f) for f in run_fields('resumable'))} may be given).")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config as YAML and exit without training.")
     run_group = parser.add_argument_group("the run")
     agent_group = parser.add_argument_group(f"{name} hyperparameters (--agent {name}; in YAML, under '{name}:')")
     shown = set()
     for path, tp, value, doc in settings(name, run, section):
-        _add_flag(agent_group if len(path) > 1 else run_group, path[-1], tp, value, doc)
+        _addflag(agent_group if len(path) > 1 else run_group, path[-1], tp, value, doc)
         shown.add(path[-1])
     for cls in AGENTS.values():
         for field_name, tp, value, doc in section_fields(cls):
             if field_name not in shown:
-                _add_flag(parser, field_name, tp, value, doc, hidden=True)
+                _addflag(parser, field_name, tp, value, doc, hidden=True)
                 shown.add(field_name)
     return parser
 
@@ -115,7 +112,7 @@ def place_flags(flags: dict, name: str) -> dict:
         else:
             owners = [other for other, cls in AGENTS.items() if key in {f.name for f in dataclasses.fields(cls)}]
             owners_text = ", ".join(owners[:-1]) + " and " + owners[-1] if len(owners) > 1 else owners[0]
-            raise UserError(f"{_flag(key)} is a flag of {owners_text}, not of {name} (the agent is chosen with "
+            raise UserError(f"{flag(key)} is a flag of {owners_text}, not of {name} (the agent is chosen with "
                             f"--agent).")
     return nested
 
@@ -126,8 +123,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config | None, argparse.N
     argv = sys.argv[1:] if argv is None else argv
     # First the flags that decide the defaults of the others: the agent, the env and the config file.
     pre = argparse.ArgumentParser(add_help=False)
-    for flag in ("--agent", "--env", "--config", "--resume"):
-        pre.add_argument(flag)
+    for early_flag in ("--agent", "--env", "--config", "--resume"):
+        pre.add_argument(early_flag)
     known, _ = pre.parse_known_args(argv)
     early = {k: v for k, v in (("env", known.env), ("agent", known.agent)) if v}
     name, layers = (DEFAULT_AGENT, {}) if known.resume else layered(early, known.config)

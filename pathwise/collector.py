@@ -19,7 +19,6 @@ class Collector:
         self.ep_return, self.ep_length = np.zeros(n), np.zeros(n, dtype=np.int64)
         self.episode_seeds = np.zeros(n, dtype=np.int64)  # the seed each sub-env's current episode began from
         self.episode_actions: list[list[np.ndarray]] = [[] for _ in range(n)]  # (A,) each, since that reset
-        self.episodes = 0
 
     def random_actions(self) -> np.ndarray:
         return self.rng.uniform(-1.0, 1.0, (self.num_envs, self.act_dim)).astype(np.float32)
@@ -45,7 +44,6 @@ class Collector:
         finished = []
         if done.any():
             finished = [(float(self.ep_return[i]), int(self.ep_length[i])) for i in np.flatnonzero(done)]
-            self.episodes += len(finished)
             self.start_episodes(done)
         return transition, finished
 
@@ -61,7 +59,7 @@ class Collector:
             self.episode_actions[i] = []
 
     def state_dict(self) -> dict:
-        return {"rng": self.rng.bit_generator.state, "episodes": self.episodes,
+        return {"rng": self.rng.bit_generator.state,
                 "obs": torch.from_numpy(np.array(self.obs)), "ep_return": torch.from_numpy(self.ep_return.copy()),
                 "ep_length": torch.from_numpy(self.ep_length.copy()),
                 "episode_seeds": torch.from_numpy(self.episode_seeds.copy()),
@@ -74,7 +72,6 @@ class Collector:
         (an env that is not deterministic, or async sub-envs, which cannot be stepped one at a time) starts
         anew, from the generator as it was saved."""
         self.rng.bit_generator.state = state["rng"]
-        self.episodes = state["episodes"]
         self.ep_return, self.ep_length = state["ep_return"].numpy().copy(), state["ep_length"].numpy().copy()
         self.episode_seeds = state["episode_seeds"].numpy().copy()
         self.episode_actions = [list(a.numpy()) for a in state["episode_actions"]]

@@ -109,6 +109,14 @@ class Config:
             raise ValueError(f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size}).")
         if re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is None:
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}.")
+        if "render_mode" in self.env_kwargs:
+            raise ValueError("env_kwargs may not set render_mode: training renders nothing, and videos "
+                             "(--video-every) set it themselves.")
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a field: --total-steps for total_steps."""
+    return "--" + name.replace("_", "-")
 
 
 def run_fields(role: str) -> tuple[str, ...]:
@@ -266,7 +274,7 @@ def _suggest(key: str, candidates: list[str]) -> str:
 
 def agent_name(data: dict, source: str) -> str:
     name = data.get("agent", DEFAULT_AGENT)
-    if name not in AGENTS:
+    if not isinstance(name, str) or name not in AGENTS:
         raise UserError(f"unknown agent {name!r} in {source}; the agents are {', '.join(AGENTS)}.")
     return name
 
@@ -291,8 +299,8 @@ def _split(data: dict, name: str, source: str) -> tuple[dict, dict]:
                 raise UserError(f"'{key}' in {source} must be a section of keys, got {value!r}.")
             section = value
         elif key in AGENTS:
-            raise UserError(f"'{key}' in {source} is the section of agent {key}, but the agent is {name}; "
-                            f"its hyperparameters go under '{name}:'.")
+            raise UserError(f"'{key}' in {source} is the section of agent {key}, but the agent is {name}: set "
+                            f"agent: {key} (or --agent {key}) to train {key}, or put the values under '{name}:'.")
         elif key != "agent":
             run[key] = value
     return run, section

@@ -74,6 +74,8 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu", which: str
         device = torch.device(device)
     except RuntimeError:
         raise UserError(f"unknown device {device!r}; use cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device} was asked for, but torch sees no CUDA device; use cpu.")
     try:
         config, spaces = from_dict(payload["config"], "the checkpoint"), payload["spaces"]
         low = torch.tensor(spaces["action_low"], dtype=torch.float32)

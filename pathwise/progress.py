@@ -14,15 +14,17 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    """Steps, speed, ETA and the latest figures. The ETA comes from the speed since the last line, once that
-    interval lies wholly in the learning phase: the random-action phase before `learning_starts` runs many times
-    faster and would promise minutes for a run of hours, so until then the ETA says it is estimating."""
+    """Steps, speed, ETA and the latest figures. The ETA comes from the average speed of the learning phase (its
+    evaluations included) from the first line that lies wholly in it: the random-action phase before
+    `learning_starts` runs many times faster and would promise minutes for a run of hours, so until then the ETA
+    says it is estimating."""
 
     def __init__(self, total: int, initial: int = 0, learning_starts: int = 0, stream=None):
         self.stream = stream or sys.stderr
         self.total, self.step, self.learning_starts = total, initial, learning_starts
         self.shown_time, self.shown_step = time.perf_counter(), initial
         self.last_rate = 0.0
+        self.learning_since: tuple[float, int] | None = None  # (time, step) the learning phase's speed counts from
         self.eta = "estimating"
         self.bar = None
         if self.stream.isatty():
@@ -43,7 +45,9 @@ class Progress:
         if self.step != self.shown_step:
             self.last_rate = (self.step - self.shown_step) / max(now - self.shown_time, 1e-9)
             if self.shown_step >= self.learning_starts:
-                self.eta = format_duration((self.total - self.step) / max(self.last_rate, 1e-9))
+                self.learning_since = self.learning_since or (self.shown_time, self.shown_step)
+                rate = (self.step - self.learning_since[1]) / max(now - self.learning_since[0], 1e-9)
+                self.eta = format_duration((self.total - self.step) / max(rate, 1e-9))
             self.shown_time, self.shown_step = now, self.step
         if self.bar is not None:
             self.bar.set_postfix({"ETA": self.eta, **stats}, refresh=False)

@@ -1,5 +1,6 @@
 """Building a run from its config, fresh or resumed from its run directory, and training it."""
 
+import contextlib
 import fcntl
 import os
 import random
@@ -15,7 +16,7 @@ from agents.replay_buffer import ReplayBuffer
 from envs import make_env, make_vector_env, space_signature
 from pathwise import checkpoint
 from pathwise.collector import Collector
-from pathwise.config import Config, check_layer, from_dict, merge, run_fields, save_yaml
+from pathwise.config import Config, check_layer, flag, from_dict, merge, run_fields, save_yaml
 from pathwise.cpu import configure_cpu
 from pathwise.errors import UserError
 from pathwise.evaluation import Evaluator
@@ -72,42 +73,66 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
         os.environ.setdefault("MUJOCO_GL", "egl")
     configure_cpu(config.threads)
     seed_everything(config.seed)
-    # The evaluation env first: a bad env id or env_kwargs is refused here, before any subprocess starts.
-    eval_env = make_env(config.env, env_kwargs=config.env_kwargs)
-    envs = make_vector_env(config.env, config.num_envs, config.vector_mode, config.env_kwargs)
-    obs_dim = envs.single_observation_space.shape[0]
-    act_dim = envs.single_action_space.shape[0]
-    run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"--run-dir {run_dir} is a file; give a folder for the run.")
-    if not resuming and any((run_dir / checkpoint.CHECKPOINT_DIR).glob("*.pt")):
-        raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or pick another "
-                        "--run-dir.")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock = lock_run_dir(run_dir)
-    save_yaml(config, run_dir / "config.yaml")
-    agent = config.agent.make_agent(obs_dim, act_dim, device, precision=config.precision, compile=config.compile)
-    buffer = ReplayBuffer(config.buffer_size, obs_dim, act_dim, device, seed=config.seed)
-    logger = Logger(run_dir, config, run_id=wandb_id)
-    evaluator = Evaluator(eval_env, config.env, config.env_kwargs, config.seed, run_dir, logger)
-    normalizer = ObsNormalizer(obs_dim).to(device) if config.normalize_obs else None
-    trainer = Trainer(config, Collector(envs, config.seed), agent, buffer, evaluator, logger, run_dir, device,
-                      space_signature(eval_env), normalizer)
-    trainer.resources.append(lock)
+    # What is opened here is closed again if a later part fails (the trainer closes it all once built).
+    with contextlib.ExitStack() as opened:
+        # The evaluation env first: a bad env id or env_kwargs is refused here, before any subprocess starts.
+        eval_env = opened.enter_context(contextlib.closing(make_env(config.env, env_kwargs=config.env_kwargs)))
+        if config.env_kwargs:
+            try_env_kwargs(eval_env, config)
+        envs = make_vector_env(config.env, config.num_envs, config.vector_mode, config.env_kwargs)
+        opened.callback(envs.close)
+        obs_dim = envs.single_observation_space.shape[0]
+        act_dim = envs.single_action_space.shape[0]
+        run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise UserError(f"--run-dir {run_dir} is a file; give a folder for the run.")
+        if not resuming and checkpoint.has_checkpoint(run_dir):
+            raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or pick another "
+                            "--run-dir.")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = opened.enter_context(lock_run_dir(run_dir))
+        save_yaml(config, run_dir / "config.yaml")
+        agent = config.agent.make_agent(obs_dim, act_dim, device, precision=config.precision,
+                                        compile=config.compile)
+        try:
+            buffer = ReplayBuffer(config.buffer_size, obs_dim, act_dim, device, seed=config.seed)
+        except (RuntimeError, MemoryError) as e:
+            raise UserError(f"a replay buffer of {config.buffer_size:,} transitions does not fit in memory "
+                            f"({type(e).__name__}); give a smaller --buffer-size.") from None
+        logger = Logger(run_dir, config, run_id=wandb_id)
+        opened.callback(logger.close)
+        evaluator = Evaluator(eval_env, config.env, config.env_kwargs, config.seed, run_dir, logger)
+        normalizer = ObsNormalizer(obs_dim).to(device) if config.normalize_obs else None
+        trainer = Trainer(config, Collector(envs, config.seed), agent, buffer, evaluator, logger, run_dir, device,
+                          space_signature(eval_env), normalizer)
+        trainer.resources.append(lock)
+        opened.pop_all()
     return trainer
 
 
-def resume_config(run_dir: str | Path, overrides: dict) -> tuple[Config, dict]:
+def try_env_kwargs(env, config: Config) -> None:
+    """One reset and one step of the evaluation env, so that an env_kwargs value of the wrong kind is refused
+    now, in one sentence, rather than by the first step of training."""
+    try:
+        env.reset(seed=config.seed)
+        env.step(env.action_space.sample() * 0)
+    except Exception as e:  # whatever the env raises, the cause is the user's env_kwargs
+        raise UserError(f"environment '{config.env}' fails with env_kwargs {config.env_kwargs}: "
+                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no message'}.") from None
+
+
+def resume_config(run_dir: str | Path, overrides: dict, to_train: bool = True) -> tuple[Config, dict]:
     """The config of the run in `run_dir` with `overrides` (flat: flag names) applied, and its latest
-    checkpoint's payload; one sentence if it cannot be resumed so."""
+    checkpoint's payload; one sentence if it cannot be resumed so (`to_train=False`: only to be shown, so a
+    finished run is fine)."""
     if not Path(run_dir).is_dir():
         raise UserError(f"--resume takes a run directory, and {run_dir} is not one.")
     payload = checkpoint.load_checkpoint(run_dir)
     allowed = run_fields("resumable")
     refused = sorted(set(overrides) - set(allowed))
     if refused:
-        flags = ", ".join("--" + k.replace("_", "-") for k in refused)
-        allowed_flags = ", ".join("--" + k.replace("_", "-") for k in allowed)
+        flags = ", ".join(map(flag, refused))
+        allowed_flags = ", ".join(map(flag, allowed))
         raise UserError(f"{flags} cannot change in a resumed run; with --resume only {allowed_flags} may be given.")
     if payload["format_version"] != checkpoint.FORMAT_VERSION:
         raise UserError(f"{checkpoint.latest_checkpoint(run_dir)} was written by an earlier version of pathwise "
@@ -115,7 +140,7 @@ def resume_config(run_dir: str | Path, overrides: dict) -> tuple[Config, dict]:
                         "not resumed.")
     check_layer(overrides, "the command line", payload["agent"])
     config = from_dict(merge(payload["config"], {**overrides, "run_dir": str(run_dir)}), "the checkpoint")
-    if config.total_steps <= payload["env_steps"]:
+    if to_train and config.total_steps <= payload["env_steps"]:
         raise UserError(f"{run_dir} has already trained {payload['env_steps']:,} of its {config.total_steps:,} "
                         "env steps; give a larger --total-steps to train on.")
     return config, payload
@@ -144,5 +169,8 @@ def train(config: Config, announce=None) -> Summary:
     return _run(trainer)
 
 
-def resume(run_dir: str | Path, overrides: dict) -> Summary:
-    return _run(resume_trainer(run_dir, overrides))
+def resume(run_dir: str | Path, overrides: dict, announce=None) -> Summary:
+    trainer = resume_trainer(run_dir, overrides)
+    if announce is not None:
+        announce()
+    return _run(trainer)

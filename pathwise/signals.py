@@ -1,11 +1,12 @@
-"""Stopping a run cleanly: Ctrl-C (SIGINT) or SIGTERM, which schedulers, Ray and a closing terminal send before a
-kill, asks the loop to stop after the current step and save; a second signal stops at once."""
+"""Stopping a run cleanly: Ctrl-C (SIGINT), SIGTERM (which Slurm, Kubernetes and Ray send before a kill) or SIGHUP
+(a closing terminal; left alone under nohup, which ignores it) asks the loop to stop after the current step and
+save; a second signal stops at once."""
 
 import contextlib
 import signal
 import threading
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class StopRequest:
@@ -28,7 +29,9 @@ class StopRequest:
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
-        previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
+        # A SIGHUP that is ignored (nohup) stays ignored: the user asked the run to outlive its terminal.
+        previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS
+                    if s != signal.SIGHUP or signal.getsignal(s) is not signal.SIG_IGN}
         try:
             yield self
         finally:

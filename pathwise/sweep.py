@@ -9,6 +9,7 @@ import itertools
 import math
 import random
 import statistics
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +66,9 @@ def load_sweep(path: str | Path) -> Sweep:
         raise UserError(f"'space' in {path} must map config keys to domains, e.g. sac.actor_lr: {{loguniform: "
                         "[1.0e-4, 1.0e-3]}.")
     for key, spec in space.items():
+        if key == "agent":
+            raise UserError(f"'space' in {path} names 'agent': a sweep varies one agent's settings (each agent has "
+                            "its own); run one sweep per agent.")
         if key not in paths or key in TRIAL_FIELDS:
             raise UserError(f"'space' in {path} names '{key}', which is not a config key a sweep can vary.")
         if not (isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in DOMAINS):
@@ -78,10 +82,19 @@ def load_sweep(path: str | Path) -> Sweep:
             for value in args:
                 coerce(value, paths[key], f"space.{key} in {path}")
         else:
-            low, high = (coerce(v, float, f"space.{key} in {path}") for v in args)
+            number = int if kind == "randint" else float
+            if number not in (paths[key], *typing.get_args(paths[key])):
+                draws = "integers" if number is int else "real numbers"
+                raise UserError(f"'space.{key}' in {path}: {kind} draws {draws}, but {key} is not such a setting; "
+                                "use choice.")
+            low, high = (coerce(v, number, f"space.{key} in {path}") for v in args)
             if not low < high or (kind == "loguniform" and low <= 0):
                 extra = " and low > 0" if kind == "loguniform" else ""
                 raise UserError(f"'space.{key}' in {path}: {kind} needs low < high{extra}, got {args}.")
+    for name in ("asha", "resources"):
+        if data.get(name) is not None and not isinstance(data[name], dict):
+            example = "{cpu: 1, gpu: 0}" if name == "resources" else "{grace_period: 4000}"
+            raise UserError(f"{name} in {path} must be a mapping, e.g. {example}.")
     sweep = Sweep(
         name=str(data.get("name") or Path(path).stem), base=base, space=space,
         seeds=tuple(coerce(data.get("seeds", [1]), tuple[int, ...], f"seeds in {path}")),
@@ -100,8 +113,12 @@ def load_sweep(path: str | Path) -> Sweep:
     if sweep.asha is not None and not (isinstance(sweep.asha, dict) and set(sweep.asha) <= {"grace_period",
                                                                                         "reduction_factor"}):
         raise UserError(f"asha in {path} takes grace_period (env steps) and reduction_factor.")
+    for key, value in (sweep.asha or {}).items():
+        coerce(value, int if key == "grace_period" else float, f"asha.{key} in {path}")
     if set(sweep.resources) - {"cpu", "gpu"}:
         raise UserError(f"resources in {path} takes cpu and gpu (per trial).")
+    for key, value in sweep.resources.items():
+        coerce(value, float, f"resources.{key} in {path}")
     return sweep
 
 
@@ -163,14 +180,14 @@ def run_trial(trial: dict, sweep: Sweep, sweep_dir: str) -> None:
     again (a resumed sweep), it goes on from its run's latest checkpoint, or reports its end if it had finished."""
     from ray import tune
 
-    from pathwise.checkpoint import CHECKPOINT_DIR, latest_checkpoint, load_checkpoint
+    from pathwise.checkpoint import has_checkpoint, latest_checkpoint, load_checkpoint
     from pathwise.run import build_trainer, resume_trainer
 
     params, seed, run_dir = identify(trial, tune.get_context().get_trial_id(), sweep, Path(sweep_dir))
     config = trial_config(sweep, params, seed, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     done = 0
-    if any((run_dir / CHECKPOINT_DIR).glob("*.pt")):
+    if has_checkpoint(run_dir):
         done = load_checkpoint(latest_checkpoint(run_dir))["env_steps"]
     # trial.yaml: what the trial runs, and the env step it (re)started from each time (resumes come after 0).
     record = run_dir / "trial.yaml"

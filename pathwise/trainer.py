@@ -91,7 +91,10 @@ class Trainer:
         self.env_steps = 0
         self.run_time = 0.0  # seconds of training in the run's earlier sessions
         self._session_start: float | None = None
-        self.best: tuple[int, float] | None = None  # (env steps, return mean) of the best evaluation so far
+        # The best evaluation so far: env_steps, return_mean, and the policy then (actor and normalizer states,
+        # on the CPU). Kept in every checkpoint, so that a run resumed from an earlier one rewrites best.pt as
+        # its own timeline had it, not as the abandoned one left it.
+        self.best: dict | None = None
         self.last_return = float("nan")
         self.metrics = IntervalMetrics()
         self.stop = StopRequest()
@@ -114,7 +117,9 @@ class Trainer:
                 raise Interrupted(self.run_dir, self.stop.signum or signal.SIGINT) from None
         mean, std = self.evaluator.last or (None, None)
         session = time.perf_counter() - self._session_start
-        best = (*self.best, checkpoint.best_path(self.run_dir)) if self.best else None
+        best = None
+        if self.best:
+            best = (self.best["env_steps"], self.best["return_mean"], checkpoint.best_path(self.run_dir))
         return Summary(self.env_steps, self.env_steps - start_step, session, self.run_time + session, mean, std,
                        path, best)
 
@@ -137,11 +142,12 @@ class Trainer:
                 progress.show(self._progress_stats())
             if _crossed(self.env_steps, n, cfg.video_every):
                 self.evaluator.record_video(self.policy(), self.env_steps)
+            saved = None
             if _crossed(self.env_steps, n, cfg.checkpoint_every) and self.env_steps < cfg.total_steps:
-                self.save()
+                saved = self.save()
             if self.stop and self.env_steps < cfg.total_steps:
                 progress.close()
-                raise Interrupted(self.run_dir, self.stop.signum, saved=self.save())
+                raise Interrupted(self.run_dir, self.stop.signum, saved=saved or self.save())
         progress.close()
         if cfg.eval_episodes > 0:
             self.evaluate()
@@ -189,8 +195,11 @@ class Trainer:
         result = self.evaluator.evaluate(self.policy(), self.config.eval_episodes, self.env_steps)
         if not self.evaluator.finite():
             raise Diverged(f"training diverged: the evaluation return at step {self.env_steps:,} is {result[0]}.")
-        if self.best is None or result[0] > self.best[1]:
-            self.best = (self.env_steps, result[0])
+        if self.best is None or result[0] > self.best["return_mean"]:
+            self.best = {"env_steps": self.env_steps, "return_mean": result[0],
+                         "actor": {k: v.detach().cpu().clone() for k, v in self.agent.actor.state_dict().items()}}
+            if self.normalizer is not None:
+                self.best["obs_normalizer"] = {k: v.cpu().clone() for k, v in self.normalizer.state_dict().items()}
             self.save_best()
         for callback in self.on_evaluation:
             callback(self.env_steps, *result)
@@ -224,22 +233,23 @@ class Trainer:
         session = time.perf_counter() - self._session_start if self._session_start is not None else 0.0
         state = {"env_steps": self.env_steps, "torch_rng": torch.get_rng_state(),
                  "last_eval": list(self.evaluator.last) if self.evaluator.last else None,
-                 "best": list(self.best) if self.best else None, "run_time": self.run_time + session,
+                 "best": self.best, "run_time": self.run_time + session,
                  "wandb_id": self.logger.run_id}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
 
-    def _policy_payload(self, agent_state: dict) -> dict:
-        payload = {"agent": self.config.agent.name, "env_id": self.config.env, "env_steps": self.env_steps,
+    def _policy_payload(self, env_steps: int, agent_state: dict, obs_normalizer: dict | None) -> dict:
+        payload = {"agent": self.config.agent.name, "env_id": self.config.env, "env_steps": env_steps,
                    "config": to_dict(self.config), "spaces": self.space_signature, "agent_state": agent_state}
-        if self.normalizer is not None:
-            payload["obs_normalizer"] = self.normalizer.state_dict()
+        if obs_normalizer is not None:
+            payload["obs_normalizer"] = obs_normalizer
         return payload
 
     def save(self) -> Path:
-        payload = {**self._policy_payload(self.agent.state_dict()), "collector": self.collector.state_dict(),
-                   "trainer": self.state_dict()}
+        normalizer = self.normalizer.state_dict() if self.normalizer is not None else None
+        payload = {**self._policy_payload(self.env_steps, self.agent.state_dict(), normalizer),
+                   "collector": self.collector.state_dict(), "trainer": self.state_dict()}
         if self.config.save_buffer:
             payload["buffer"] = self.buffer.state_dict()
         path = checkpoint.checkpoint_path(self.run_dir, self.env_steps)
@@ -250,8 +260,9 @@ class Trainer:
     def save_best(self) -> Path:
         """The policy of the best evaluation so far, beside the latest checkpoints (the actor, and the
         observation normalization it saw): what `load_policy(RUN, which="best")` loads."""
-        payload = self._policy_payload({"actor": self.agent.actor.state_dict()})
-        payload["evaluation"] = {"return_mean": self.best[1], "env_steps": self.best[0]}
+        best = self.best
+        payload = self._policy_payload(best["env_steps"], {"actor": best["actor"]}, best.get("obs_normalizer"))
+        payload["evaluation"] = {"return_mean": best["return_mean"], "env_steps": best["env_steps"]}
         path = checkpoint.best_path(self.run_dir)
         checkpoint.save_checkpoint(payload, path)
         return path
@@ -263,7 +274,11 @@ class Trainer:
             self.normalizer.load_state_dict(payload["obs_normalizer"])
         state = payload["trainer"]
         self.env_steps, self.run_time = state["env_steps"], state["run_time"]
-        self.best = tuple(state["best"]) if state["best"] else None
+        self.best = state["best"]
+        if self.best is not None:
+            self.save_best()
+        else:  # a best.pt from after this checkpoint belongs to the abandoned continuation
+            checkpoint.best_path(self.run_dir).unlink(missing_ok=True)
         self.evaluator.last = tuple(state["last_eval"]) if state["last_eval"] else None
         self.logger.forget_evaluations_after(self.env_steps)
         if "buffer" in payload:

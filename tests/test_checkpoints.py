@@ -163,12 +163,12 @@ def wait_for(predicate, timeout=120):
         time.sleep(0.05)
 
 
-def start_training(run_dir, total_steps, wandb="disabled"):
+def start_training(run_dir, total_steps, wandb="disabled", *extra):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}, "PYTHONPATH": str(ROOT),
            "HOME": str(run_dir.parent / "home")}
     args = ["--env", "Pendulum-v1", "--total-steps", total_steps, "--learning-starts", 100, "--batch-size", 32,
             "--hidden-sizes", 16, 16, "--checkpoint-every", 200, "--eval-episodes", 1, "--threads", 1,
-            "--wandb", wandb, "--run-dir", run_dir]
+            "--wandb", wandb, "--run-dir", run_dir, *extra]
     # A session of its own, so that a signal can go to the whole process group, as a terminal sends Ctrl-C.
     return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *map(str, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
@@ -194,10 +194,12 @@ def test_a_run_killed_at_a_random_moment_resumes_from_its_last_checkpoint(tmp_pa
     assert checkpoint_steps(run_dir)[-1] == 4000 and "Trained to 4,000 env steps" in result.stdout
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, signum):
+@pytest.mark.parametrize("signum, vector_mode", [(signal.SIGINT, "sync"), (signal.SIGTERM, "sync"),
+                                                (signal.SIGTERM, "async")])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, signum, vector_mode):
     run_dir = tmp_path / "run"
-    process = start_training(run_dir, 100_000, wandb="offline")  # wandb's service gets the signal too
+    # wandb's service, and the async env workers, get the signal too, as from a terminal or `scancel`.
+    process = start_training(run_dir, 100_000, "offline", "--vector-mode", vector_mode)
     wait_for(lambda: checkpoint_steps(run_dir) if (run_dir / "checkpoints").is_dir() else False)
     os.killpg(process.pid, signum)
     _, stderr = process.communicate(timeout=60)
@@ -375,3 +377,40 @@ def test_a_second_signal_stops_at_once_and_the_last_whole_checkpoint_survives(tm
     payload = load_checkpoint(run_dir)  # whole, whichever checkpoint it is
     resumed = script("train.py", "--resume", run_dir, "--total-steps", payload["env_steps"] + 100)
     assert resumed.returncode == 0, resumed.stderr
+
+
+def test_best_pt_follows_the_checkpoint_a_run_resumes_from(tiny, tmp_path):
+    train(tiny(total_steps=600, eval_every=100, checkpoint_every=200, eval_episodes=1))
+    assert load_checkpoint(tmp_path / "run", which="best")["env_steps"] > 400  # found after the step-400 checkpoint
+    (tmp_path / "run" / "checkpoints" / "step_000000600.pt").unlink()  # go back to step 400, as after a crash
+    earlier = load_checkpoint(tmp_path / "run")["trainer"]["best"]  # the best up to step 400
+    trainer = resume_trainer(tmp_path / "run", {"total_steps": 500})
+    best = load_checkpoint(tmp_path / "run", which="best")
+    assert best["env_steps"] == earlier["env_steps"] <= 400
+    assert best["evaluation"]["return_mean"] == earlier["return_mean"]
+    assert all(torch.equal(best["agent_state"]["actor"][k], earlier["actor"][k]) for k in earlier["actor"])
+    trainer.close()
+
+
+def test_a_run_dir_with_only_a_best_policy_can_start_again(tiny, tmp_path):
+    train(tiny(eval_every=100))
+    for path in (tmp_path / "run" / "checkpoints").glob("step_*.pt"):
+        path.unlink()  # as if killed after its first evaluation, before its first checkpoint
+    with pytest.raises(UserError, match="holds no checkpoint"):
+        resume_trainer(tmp_path / "run", {"total_steps": 400})
+    assert train(tiny(eval_every=100)).env_steps == 300
+
+
+def test_a_failed_build_releases_the_run_directory(tiny, tmp_path, monkeypatch):
+    import pathwise.run
+
+    def broken_logger(*args, **kwargs):
+        raise RuntimeError("the logger could not start")
+
+    monkeypatch.setattr(pathwise.run, "Logger", broken_logger)
+    with pytest.raises(RuntimeError, match="could not start") as failure:
+        build_trainer(tiny())
+    monkeypatch.undo()
+    trainer = build_trainer(tiny())  # not refused as "in use", though the failure's traceback is still held
+    assert failure.value is not None
+    trainer.close()

@@ -44,6 +44,9 @@ def test_config_is_frozen():
     ("td3:\n  tau: 0.1\n", "'td3' in .* is the section of agent td3, but the agent is sac"),
     ("sac:\n  policy_delay: 2\n", "policy_delay is a hyperparameter of td3, crossq, not of sac"),
     ("agent: ppo\n", "unknown agent 'ppo'"),
+    ("agent: [td3]\n", "unknown agent \\['td3'\\]"),
+    ("td3:\n  policy_delay: 3\n", "set agent: td3 \\(or --agent td3\\) to train td3"),
+    ("env_kwargs:\n  render_mode: human\n", "env_kwargs may not set render_mode"),
     ("sac:\n  taw: 0.1\n", "unknown key 'sac.taw'.*did you mean 'sac.tau'"),
     ("batch_size: [1\n", "not valid YAML at line"),
     ("- 1\n- 2\n", "must hold a mapping"),
@@ -129,3 +132,5 @@ def test_env_kwargs_reach_every_env_of_the_run_and_travel_with_it(tiny, tmp_path
     resumed.close()
     with pytest.raises(UserError, match="does not take env_kwargs {'gravity': 3}: .*unexpected keyword"):
         build_trainer(tiny(env_kwargs={"gravity": 3}, run_dir=str(tmp_path / "other")))
+    with pytest.raises(UserError, match=r"fails with env_kwargs {'g': 'abc'}: TypeError"):
+        build_trainer(tiny(env_kwargs={"g": "abc"}, run_dir=str(tmp_path / "other")))

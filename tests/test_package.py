@@ -5,6 +5,7 @@ import sys
 import sysconfig
 import venv
 
+import pytest
 import yaml
 from conftest import ROOT
 
@@ -42,3 +43,10 @@ def test_the_wheel_installed_elsewhere_trains_with_its_shipped_preset(tmp_path):
     exported = subprocess.run([env / "bin" / "pathwise-export", "run", "-o", "policy.pt2"], capture_output=True,
                               text=True, cwd=work, timeout=600)
     assert exported.returncode == 0 and (work / "policy.pt2").is_file(), exported.stderr
+
+
+def test_every_preset_folder_is_packaged():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    folders = {f"pathwise.configs.{d.name}" for d in (ROOT / "configs").iterdir() if d.is_dir()}
+    assert folders <= set(packages), folders - set(packages)

@@ -41,6 +41,11 @@ def script(name, *args, cwd, **kw):
     ({"searcher": "bayes"}, "searcher .* must be one of random, optuna"),
     ({"searcher": "optuna", "space": {"sac.tau": {"grid": [0.1, 0.2]}}}, "optuna searcher takes no grid"),
     ({"asha": {"patience": 3}}, "asha .* takes grace_period"),
+    ({"asha": {"grace_period": "soon"}}, "asha.grace_period in .* must be an integer"),
+    ({"resources": [1]}, "resources in .* must be a mapping"),
+    ({"space": {"agent": {"grid": ["sac", "td3"]}}}, "names 'agent': a sweep varies one agent's settings"),
+    ({"space": {"batch_size": {"uniform": [32, 256]}}}, "uniform draws real numbers, but batch_size is not"),
+    ({"space": {"sac.tau": {"randint": [0, 1]}}}, "randint draws integers, but sac.tau is not"),
     ({"colour": "red"}, "unknown key 'colour'"),
 ])
 def test_a_bad_sweep_file_gets_one_sentence(tmp_path, fields, message):

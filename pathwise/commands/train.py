@@ -19,11 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config, args, flags = parse_args(argv)
         if args.print_config:
-            print(to_yaml(config if config is not None else resume_config(args.resume, flags)[0]), end="")
+            shown = config if config is not None else resume_config(args.resume, flags, to_train=False)[0]
+            print(to_yaml(shown), end="")
             return 0
         if config is None:
-            print(f"Resuming {args.resume}.", flush=True)
-            summary = resume(args.resume, flags)
+            summary = resume(args.resume, flags, announce=lambda: print(f"Resuming {args.resume}.", flush=True))
         else:
             summary = train(config, announce=lambda: print(
                 f"Training {config.agent.name.upper()} on {config.env} for {config.total_steps:,} env steps "
