@@ -1,6 +1,8 @@
 """A trained policy outside the trainer: loaded from a checkpoint, acting on NumPy observations, exported."""
 
+import contextlib
 import copy
+import io
 from pathlib import Path
 
 import gymnasium as gym
@@ -94,16 +96,50 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu", which: str
                   config.env_kwargs)
 
 
-def export_policy(policy: Policy, path: str | Path) -> Path:
-    """Write the deterministic policy with torch.export: `torch.export.load(path).module()(obs)` runs it with
-    torch alone, for any batch size, and returns actions in the env's bounds."""
-    module = copy.deepcopy(policy.module).to("cpu")  # the caller's policy stays on its device
-    example = torch.zeros(2, policy.obs_dim)
-    batch = torch.export.Dim("batch")
-    program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+FORMATS = ("pt2", "onnx")
+
+
+def export_policy(policy: Policy, path: str | Path, format: str = "pt2") -> Path:
+    """Write the deterministic policy, observations (B, O) -> actions (B, A) in the env's bounds for any batch
+    size, with the observation normalization built in:
+
+    - "pt2" (torch.export): `torch.export.load(path).module()(obs)` runs it with torch alone;
+    - "onnx": `onnxruntime.InferenceSession(path).run(None, {"obs": obs})[0]` runs it without torch (opset 18;
+      writing it needs the onnx extra: onnx and onnxscript).
+    """
+    if format not in FORMATS:
+        raise UserError(f"export format {format!r} is not one of {', '.join(FORMATS)}.")
+    module = copy.deepcopy(policy.module).to("cpu").eval()  # the caller's policy stays on its device
+    example = (torch.zeros(2, policy.obs_dim),)
+    dynamic = ({0: torch.export.Dim("batch")},)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.pt2")
-    torch.export.save(program, tmp)
+    tmp = path.with_name(f"{path.stem}.tmp.{format}")
+    if format == "pt2":
+        torch.export.save(torch.export.export(module, example, dynamic_shapes=dynamic), tmp)
+    else:
+        _export_onnx(module, example, dynamic, tmp)
     tmp.replace(path)
     return path
+
+
+def _export_onnx(module: nn.Module, example: tuple, dynamic: tuple, path: Path) -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise UserError('ONNX export needs onnx and onnxscript: pip install "pathwise-rl[onnx]" (or -e ".[onnx]" '
+                        "in a checkout).") from None
+    import logging
+
+    # The exporter narrates each stage on stdout and warns about torchvision's operators, which no policy uses.
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            torch.onnx.export(module, example, str(path), dynamo=True, dynamic_shapes=dynamic, input_names=["obs"],
+                              output_names=["action"], opset_version=18, verbose=False)
+    except Exception as e:  # the exporter's own errors are many kinds; the user needs the one sentence
+        path.unlink(missing_ok=True)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"this policy could not be exported to ONNX ({type(e).__name__}: {first[:200]}); the "
+                        "torch.export format (--format pt2) may still work.") from None
