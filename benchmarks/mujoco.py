@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from pathwise.commands.plot import mean_and_band  # noqa: E402
+from pathwise.commands.plot import AGGREGATES, aggregate  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "mujoco"
 # Named variants of our agents: train.py flags. crossq-256: CrossQ with 256-wide critics instead of 2048, the size
@@ -140,15 +140,15 @@ def report(args) -> None:
                      for s in args.seeds if (run_dir(env_id, agent, s) / "wall_seconds.txt").is_file()]
             print(f"| {env_id} | {agent} | {spread} | {', '.join(f'{r:.0f}' for r in finals)} | "
                   f"{statistics.median(walls) / 60:.0f} min |")
-            grid, mean, lower, upper = mean_and_band(runs)
+            grid, mean, lower, upper = aggregate(runs)
             line, = ax.plot(grid, mean, marker="o", markersize=3, label=f"{agent} ({len(runs)} seeds)")
             ax.fill_between(grid, lower, upper, color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.set(title=env_id, xlabel="env steps", ylabel="evaluation return (10 episodes, deterministic)")
+        ax.set(title=env_id, xlabel="env steps", ylabel=f"evaluation return ({AGGREGATES['iqm']})")
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", fontsize="small")
     fig.tight_layout()
     fig.savefig(ROOT / "docs" / "mujoco.png", dpi=110)
-    print(f"\n{args.steps:,} env steps per run; mean and 95% band over seeds in docs/mujoco.png")
+    print(f"\n{args.steps:,} env steps per run; curves ({AGGREGATES['iqm']}) in docs/mujoco.png")
 
 
 def main() -> None:

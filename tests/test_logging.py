@@ -110,28 +110,44 @@ def test_plot_draws_seeds_as_one_curve_with_a_band(tiny, tmp_path):
         train(tiny(seed=seed, run_dir=str(tmp_path / f"s{seed}"), eval_every=100, total_steps=300))
     groups = plot.group_runs([tmp_path / "s1", tmp_path / "s2"])
     assert len(groups) == 1 and len(groups[0][1]) == 2
-    out = subprocess.run([sys.executable, str(ROOT / "plot.py"), str(tmp_path / "s1"), str(tmp_path / "s2"), "-o",
-                          str(tmp_path / "curves.png")], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert out.returncode == 0, out.stderr
-    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for method in ("iqm", "mean"):
+        out = subprocess.run([sys.executable, str(ROOT / "plot.py"), str(tmp_path / "s1"), str(tmp_path / "s2"),
+                              "-o", str(tmp_path / f"{method}.png"), "--aggregate", method], capture_output=True,
+                             text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert out.returncode == 0, out.stderr
+        assert (tmp_path / f"{method}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = subprocess.run([sys.executable, str(ROOT / "plot.py"), str(tmp_path)], capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert bad.returncode == 2 and "is not a run directory" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_mean_and_band():
+def test_iqm_with_a_stratified_bootstrap_ci_and_mean_with_std():
     from pathwise.commands import plot
 
-    steps = np.array([0, 10, 20])
-    curves = [(steps, np.array([0.0, 2.0, 4.0])), (steps, np.array([2.0, 4.0, 6.0])), (steps, np.array([1., 3, 5]))]
-    grid, mean, lower, upper = plot.mean_and_band(curves)
-    np.testing.assert_allclose(mean, [1, 3, 5])
-    half = 4.30 * 1.0 / np.sqrt(3)  # t(0.975, 2 dof) * sample std / sqrt(n)
-    np.testing.assert_allclose(lower, np.maximum(mean - half, [0, 2, 4]))
-    np.testing.assert_allclose(upper, np.minimum(mean + half, [2, 4, 6]))
-    shorter = [(steps, np.zeros(3)), (steps[:2], np.ones(2))]
-    assert plot.mean_and_band(shorter)[0].tolist() == [0, 10]
+    values = np.array([[0.0, 1.0], [1.0, 2.0], [2.0, 3.0], [3.0, 4.0], [100.0, -50.0]])  # five seeds, two steps
+    # A quarter of five is cut from each end (one value): the mean of the middle three; the outlier is gone.
+    np.testing.assert_allclose(plot.iqm(values), [2.0, 2.0])
+    odd = np.random.default_rng(0).normal(size=(7, 3))
+    np.testing.assert_allclose(plot.iqm(odd), np.sort(odd, axis=0)[1:6].mean(0))  # seven: one cut from each end
+
+    steps = np.array([0, 10])
+    curves = [(steps, row) for row in values]
+    grid, center, lower, upper = plot.aggregate(curves)
+    assert grid.tolist() == [0, 10] and center.tolist() == [2.0, 2.0]
+    assert (lower <= center).all() and (center <= upper).all() and (upper > lower).all()
+    # The CI is the percentile interval of the IQMs of resampled seeds: it lies within what resamples can give.
+    assert (lower >= values.min(0)).all() and (upper <= values.max(0)).all()
+    again = plot.aggregate(curves)
+    assert all(np.array_equal(a, b) for a, b in zip(again, (grid, center, lower, upper)))  # seeded: reproducible
+    same = [(steps, np.array([1.0, 2.0]))] * 4
+    _, center, lower, upper = plot.aggregate(same)  # identical seeds: no uncertainty left
+    assert center.tolist() == lower.tolist() == upper.tolist() == [1.0, 2.0]
+
+    _, mean, lower, upper = plot.aggregate(curves[:4], method="mean")
+    np.testing.assert_allclose(mean, [1.5, 2.5])
+    np.testing.assert_allclose(upper - mean, values[:4].std(0))
+    shorter = [(steps, np.zeros(2)), (steps[:1], np.ones(1))]
+    assert plot.aggregate(shorter)[0].tolist() == [0]  # up to where every run has data
 
 
 def test_progress_lines_are_plain_when_not_a_terminal(tmp_path):

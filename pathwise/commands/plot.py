@@ -4,9 +4,10 @@ wandb needed.
     python plot.py runs/Pendulum-v1__sac__s1__* runs/Pendulum-v1__sac__s2__* -o curves.png
     python plot.py runs/Pendulum-v1__sac__s* --metric train/critic_loss -o critic_loss.png
 
-Runs whose configs differ only by seed are drawn as one curve: the mean over seeds, with a shaded 95%
-confidence band (Student t over seeds, drawn no wider than the runs' own range). Curves of different envs go to
-different panels.
+Runs whose configs differ only by seed are drawn as one curve: by default the interquartile mean (IQM) over
+seeds with a shaded 95% stratified-bootstrap confidence interval, as rliable computes them (Agarwal et al. 2021);
+`--aggregate mean` draws the mean +- one standard deviation instead. Each env gets its own panel, side by side,
+and in each the experiments (agents, settings) are drawn against each other.
 """
 
 import argparse
@@ -20,11 +21,6 @@ import yaml
 from pathwise.logger import TENSORBOARD_DIR, experiment_identity, read_scalars
 
 EVAL_RETURN = "eval/return_mean"
-
-# Two-sided 95% Student t quantiles for n - 1 degrees of freedom; 1.96 beyond.
-_T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 15: 2.13,
-        20: 2.09, 30: 2.04}
-
 
 class PlotError(Exception):
     pass
@@ -75,19 +71,34 @@ def group_runs(run_dirs: list[Path], metric: str = EVAL_RETURN) -> list[tuple[di
     return groups
 
 
-def mean_and_band(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, ...]:
-    """Steps, mean, and the 95% band's lower and upper edges over runs, on the first run's steps up to where
-    every run has data. The band is drawn no wider than the runs themselves went (few seeds make t large)."""
+def iqm(values: np.ndarray, axis: int = 0) -> np.ndarray:
+    """The interquartile mean along `axis`: the mean of what is left once a quarter of the values (rounded down)
+    is cut from each end, as scipy.stats.trim_mean(values, 0.25) and rliable's aggregate_iqm compute it."""
+    n = values.shape[axis]
+    cut = int(0.25 * n)
+    return np.take(np.sort(values, axis=axis), range(cut, n - cut), axis=axis).mean(axis=axis)
+
+
+def aggregate(curves: list[tuple[np.ndarray, np.ndarray]], method: str = "iqm", reps: int = 2000,
+              seed: int = 0) -> tuple[np.ndarray, ...]:
+    """Steps, and over the runs at each step a center with the lower and upper edges of its band, on the first
+    run's steps up to where every run has data.
+
+    "iqm": the interquartile mean, with a 95% stratified-bootstrap confidence interval (Agarwal et al. 2021,
+    percentile method, `reps` resamples): the runs are resampled with replacement within each task, and a curve
+    is one env, so within its seeds. "mean": the mean, +- one standard deviation over runs.
+    """
     last = min(steps[-1] for steps, _ in curves)
     grid = curves[0][0][curves[0][0] <= last]
     values = np.stack([np.interp(grid, steps, returns) for steps, returns in curves])  # (runs, points)
-    n, mean = len(curves), values.mean(0)
-    if n == 1:
-        return grid, mean, mean, mean
-    # The quantile of the largest tabulated dof not above n - 1: never narrower than the exact band.
-    t = next(q for dof, q in sorted(_T95.items(), reverse=True) if dof <= n - 1)
-    half = t * values.std(0, ddof=1) / np.sqrt(n)
-    return grid, mean, np.maximum(mean - half, values.min(0)), np.minimum(mean + half, values.max(0))
+    if method == "mean":
+        mean, std = values.mean(0), values.std(0)
+        return grid, mean, mean - std, mean + std
+    center = iqm(values)
+    resamples = np.random.default_rng(seed).integers(0, len(curves), size=(reps, len(curves)))  # (reps, runs)
+    boot = iqm(values[resamples], axis=1)  # (reps, points)
+    lower, upper = np.percentile(boot, [2.5, 97.5], axis=0)
+    return grid, center, lower, upper
 
 
 def label(experiment: dict, others: list[dict], n_runs: int) -> str:
@@ -98,7 +109,11 @@ def label(experiment: dict, others: list[dict], n_runs: int) -> str:
     return (", ".join(parts) or agent.upper()) + f" ({n_runs} seed{'s' if n_runs > 1 else ''})"
 
 
-def plot(run_dirs: list[Path], output: Path, title: str | None = None, metric: str = EVAL_RETURN) -> Path:
+AGGREGATES = {"iqm": "IQM, 95% bootstrap CI over seeds", "mean": "mean +- std over seeds"}
+
+
+def plot(run_dirs: list[Path], output: Path, title: str | None = None, metric: str = EVAL_RETURN,
+         method: str = "iqm") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,11 +128,12 @@ def plot(run_dirs: list[Path], output: Path, title: str | None = None, metric: s
     for ax, env in zip(axes[0], envs):
         in_env = [g for g in groups if g[0]["env"] == env]
         for experiment, curves in in_env:
-            steps, mean, lower, upper = mean_and_band(curves)
+            steps, mean, lower, upper = aggregate(curves, method)
             line, = ax.plot(steps, mean, marker="o" if len(steps) < 30 else None, markersize=4,
                             label=label(experiment, [e for e, _ in in_env], len(curves)))
             ax.fill_between(steps, lower, upper, color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.set(title=env, xlabel="env steps", ylabel="evaluation return" if metric == EVAL_RETURN else metric)
+        what = "evaluation return" if metric == EVAL_RETURN else metric
+        ax.set(title=env, xlabel="env steps", ylabel=f"{what} ({AGGREGATES[method]})")
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize="small")
     if title:
@@ -136,9 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--title", help="a title above the panels")
     parser.add_argument("--metric", default=EVAL_RETURN,
                         help=f"what to draw: any logged metric, e.g. train/critic_loss [default: {EVAL_RETURN}]")
+    parser.add_argument("--aggregate", choices=tuple(AGGREGATES), default="iqm",
+                        help="over the seeds of an experiment: iqm (interquartile mean, 95%% stratified-bootstrap "
+                             "CI) or mean (+- std) [default: iqm]")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        path = plot(args.runs, args.output, args.title, args.metric)
+        path = plot(args.runs, args.output, args.title, args.metric, args.aggregate)
     except PlotError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
