@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from agents.normalizer import ObsNormalizer
+from pathwise import hub
 from pathwise.checkpoint import latest_checkpoint, load_checkpoint
 from pathwise.config import from_dict
 from pathwise.errors import UserError
@@ -68,10 +69,16 @@ class Policy:
 
 
 def load_policy(path: str | Path, device: str | torch.device = "cpu", which: str = "last") -> Policy:
-    """The deterministic-or-sampled policy saved at `path`: a checkpoint file, or a run directory, whose last
+    """The deterministic-or-sampled policy saved at `path`: a checkpoint file; a run directory, whose last
     checkpoint (`which="last"`, the default: the policy the run ended with) or best evaluation's policy
-    (`which="best"`) is loaded."""
-    payload = load_checkpoint(path, which)
+    (`which="best"`) is loaded; a model folder written by `export.py --hub-folder` (its files checked against
+    their hashes); or `hf://ORG/REPO`, such a folder on the Hugging Face Hub."""
+    if str(path).startswith(hub.HUB_PREFIX):
+        path = hub.download(str(path))
+    if hub.is_folder(path):
+        payload, source = hub.read_folder(Path(path)), Path(path)
+    else:
+        payload, source = load_checkpoint(path, which), latest_checkpoint(path, which)
     try:
         device = torch.device(device)
     except RuntimeError:
@@ -89,7 +96,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu", which: str
             normalizer = ObsNormalizer(spaces["obs_dim"])
             normalizer.load_state_dict(payload["obs_normalizer"])
     except (KeyError, TypeError, RuntimeError) as e:
-        raise UserError(f"{latest_checkpoint(path, which)} is not a complete pathwise checkpoint "
+        raise UserError(f"{source} is not a complete pathwise checkpoint "
                         f"({type(e).__name__}: {str(e).splitlines()[0][:120]}).") from None
     module = BoundedPolicy(actor, low, high, normalizer).to(device)
     return Policy(module, payload["env_id"], int(payload["env_steps"]), spaces["obs_dim"], device,
