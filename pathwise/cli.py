@@ -53,7 +53,7 @@ def _metavar(tp, name: str) -> str:
     return {int: "N", float: "X"}.get(tp, name.upper().replace("_", "-"))
 
 
-def _addflag(group, name: str, tp, value, doc: str, hidden: bool = False) -> None:
+def _add_flag(group, name: str, tp, value, doc: str, hidden: bool = False) -> None:
     if isinstance(value, bool):
         group.add_argument(flag(name), dest=name, default=argparse.SUPPRESS, action=argparse.BooleanOptionalAction,
                            help=argparse.SUPPRESS if hidden else f"{doc} [default: {'yes' if value else 'no'}]")
@@ -89,12 +89,12 @@ def build_parser(name: str = DEFAULT_AGENT, layers: dict | None = None) -> argpa
     agent_group = parser.add_argument_group(f"{name} hyperparameters (--agent {name}; in YAML, under '{name}:')")
     shown = set()
     for path, tp, value, doc in settings(name, run, section):
-        _addflag(agent_group if len(path) > 1 else run_group, path[-1], tp, value, doc)
+        _add_flag(agent_group if len(path) > 1 else run_group, path[-1], tp, value, doc)
         shown.add(path[-1])
     for cls in AGENTS.values():
         for field_name, tp, value, doc in section_fields(cls):
             if field_name not in shown:
-                _addflag(parser, field_name, tp, value, doc, hidden=True)
+                _add_flag(parser, field_name, tp, value, doc, hidden=True)
                 shown.add(field_name)
     return parser
 
