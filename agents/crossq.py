@@ -72,8 +72,7 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
                                  warmup_steps=self.renorm_warmup_steps)
 
 
-def critic_loss(batch: Batch, actor: Actor, critic: QEnsemble, alpha: torch.Tensor,
-                gamma: float) -> tuple[torch.Tensor, dict]:
+def critic_loss(batch: Batch, actor: Actor, critic: QEnsemble, alpha: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """The critics in training mode, on (s, a) and (s', a') joined into one batch of 2B; no target network."""
     with torch.no_grad():
         next_action, next_log_prob = actor(batch.next_obs).rsample_and_log_prob()  # (B, A), (B,)
@@ -82,7 +81,7 @@ def critic_loss(batch: Batch, actor: Actor, critic: QEnsemble, alpha: torch.Tens
     with torch.no_grad():
         # Only a true terminal state stops bootstrapping; a time-limit truncation is stored with terminated=0.
         next_v = next_q.min(dim=0).values - alpha * next_log_prob  # (B,)
-        q_target = batch.reward + gamma * (1.0 - batch.terminated) * next_v  # (B,)
+        q_target = batch.reward + batch.discount * (1.0 - batch.terminated) * next_v  # (B,)
     loss = 0.5 * (q - q_target).square().mean(dim=1).sum()
     return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
 
@@ -128,7 +127,7 @@ class CrossQ:
 
     def _critic_loss(self, batch: Batch, alpha: torch.Tensor) -> tuple[torch.Tensor, dict]:
         with self.autocast:
-            return critic_loss(batch, self.actor, self.critic, alpha, self.config.gamma)
+            return critic_loss(batch, self.actor, self.critic, alpha)
 
     def _actor_loss(self, obs: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, dict]:
         with self.autocast:

@@ -21,6 +21,9 @@ class ActorCriticConfig:
     """Q networks in the critic ensemble; the target takes their minimum (clipped double Q)."""
     gamma: float = 0.99
     """Discount factor."""
+    n_step: int = 1
+    """Rewards in each critic target (n-step returns): the discounted sum of up to n rewards, then the bootstrap
+    from the n-th next observation; fewer where the episode ends first."""
     actor_lr: float = 3e-4
     """Adam learning rate of the actor."""
     critic_lr: float = 3e-4
@@ -29,6 +32,7 @@ class ActorCriticConfig:
     def __post_init__(self):
         check(self.num_critics >= 1, f"num_critics must be at least 1, got {self.num_critics}.")
         check(0.0 <= self.gamma <= 1.0, f"gamma must lie in [0, 1], got {self.gamma}.")
+        check(self.n_step >= 1, f"n_step must be at least 1, got {self.n_step}.")
         for name in ("actor_lr", "critic_lr"):
             check(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}.")
 

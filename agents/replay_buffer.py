@@ -1,42 +1,61 @@
-"""A circular replay buffer of pre-allocated tensors on the training device."""
+"""A circular replay buffer of pre-allocated tensors on the training device, with n-step returns at sampling."""
 
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
+FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "ended")
+
 
 class Batch(NamedTuple):
     obs: torch.Tensor  # (B, O)
     action: torch.Tensor  # (B, A), in [-1, 1]
-    reward: torch.Tensor  # (B,)
-    next_obs: torch.Tensor  # (B, O): the true next observation, also at a time-limit truncation
-    terminated: torch.Tensor  # (B,): 1.0 only at a true terminal state, where bootstrapping stops
+    reward: torch.Tensor  # (B,): with n-step returns, the discounted sum of up to n rewards
+    next_obs: torch.Tensor  # (B, O): the true observation the return ends in, also at a time-limit truncation
+    terminated: torch.Tensor  # (B,): 1.0 only where the return ends in a true terminal state: no bootstrap
+    discount: torch.Tensor  # (B,): gamma ** k for a k-step return, the factor on the bootstrapped value
 
 
 class ReplayBuffer:
-    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device, seed: int = 0):
+    """Transitions of `num_envs` sub-envs, stored a step at a time (sub-env i of a step at row pos + i), so one
+    sub-env's next transition lies `num_envs` rows on, modulo the capacity.
+
+    With `n_step` > 1 a sampled transition's reward is the discounted sum of the rewards of up to n consecutive
+    transitions of its sub-env, and next_obs, terminated and discount are those of the last one. The sum stops
+    early at the end of an episode (termination or time limit: `ended`) and at the newest transition stored.
+    """
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device, seed: int = 0,
+                 gamma: float = 0.99, n_step: int = 1, num_envs: int = 1):
         self.capacity, self.device = capacity, device
+        self.gamma, self.n_step, self.num_envs = gamma, n_step, num_envs
         # empty, not zeros: rows are written before they are read, and untouched pages cost no memory.
         self.obs = torch.empty((capacity, obs_dim), dtype=torch.float32, device=device)
         self.action = torch.empty((capacity, act_dim), dtype=torch.float32, device=device)
         self.reward = torch.empty((capacity,), dtype=torch.float32, device=device)
         self.next_obs = torch.empty((capacity, obs_dim), dtype=torch.float32, device=device)
         self.terminated = torch.empty((capacity,), dtype=torch.float32, device=device)
+        self.ended = torch.empty((capacity,), dtype=torch.float32, device=device)  # the episode ended here
         self.pos, self.size = 0, 0
         self.generator = torch.Generator(device=device).manual_seed(seed)
-        self._stores = (self.obs, self.action, self.reward, self.next_obs, self.terminated)
+        self._stores = tuple(getattr(self, name) for name in FIELDS)
         # On the CPU, NumPy views of the same memory: a step's transition is written without any torch op.
         self._host_views = tuple(t.numpy() for t in self._stores) if self.device.type == "cpu" else None
+        self._one_step_discount = torch.full((0,), gamma, device=device)
+        steps = torch.arange(n_step, device=device)
+        self._gamma_powers = gamma ** steps.float()  # (n,)
+        self._offsets = steps * num_envs  # (n,): rows from a transition to its sub-env's next ones
 
     def __len__(self) -> int:
         return self.size
 
     def add(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, next_obs: np.ndarray,
-            terminated: np.ndarray) -> None:
-        """Store N transitions (leading dimension N of every argument)."""
+            terminated: np.ndarray, ended: np.ndarray | None = None) -> None:
+        """Store N transitions (leading dimension N of every argument). `ended`: the episode ended with the
+        transition, by termination or time limit (default: where terminated)."""
         n = len(obs)
-        values = (obs, action, reward, next_obs, terminated)
+        values = (obs, action, reward, next_obs, terminated, terminated if ended is None else ended)
         end = self.pos + n
         rows = slice(self.pos, end) if end <= self.capacity else np.arange(self.pos, end) % self.capacity
         if self._host_views is not None:
@@ -52,16 +71,17 @@ class ReplayBuffer:
         """The stored rows only (a buffer not yet full saves only what it holds), position and sampling RNG."""
         n = self.size
         # clone(): torch.save writes a view's whole storage, which would be the full capacity.
-        state = {name: t[:n].clone() for name, t in zip(("obs", "action", "reward", "next_obs", "terminated"),
-                                                        self._stores)}
+        state = {name: t[:n].clone() for name, t in zip(FIELDS, self._stores)}
         return {**state, "pos": self.pos, "generator": self.generator.get_state(), "device_type": self.device.type}
 
     def load_state_dict(self, state: dict) -> None:
         n = len(state["reward"])
         if n > self.capacity:
             raise ValueError(f"a buffer of {n} transitions does not fit a capacity of {self.capacity}")
-        for name in ("obs", "action", "reward", "next_obs", "terminated"):
-            getattr(self, name)[:n] = state[name].to(self.device)
+        for name in FIELDS:
+            # A checkpoint from before `ended` was stored: every transition ends its own sum (one-step returns).
+            value = state.get(name, torch.ones(n)) if name == "ended" else state[name]
+            getattr(self, name)[:n] = value.to(self.device)
         self.size, self.pos = n, state["pos"] % self.capacity
         if state["device_type"] == self.device.type:
             self.generator.set_state(state["generator"])
@@ -70,4 +90,27 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int) -> Batch:
         idx = torch.randint(0, self.size, (batch_size,), device=self.device, generator=self.generator)
-        return Batch(self.obs[idx], self.action[idx], self.reward[idx], self.next_obs[idx], self.terminated[idx])
+        return self.gather(idx)
+
+    def gather(self, idx: torch.Tensor) -> Batch:
+        """The transitions at rows `idx` (B,), each with its n-step return."""
+        if self.n_step == 1:
+            if len(self._one_step_discount) < len(idx):
+                self._one_step_discount = torch.full((len(idx),), self.gamma, device=self.device)
+            return Batch(self.obs[idx], self.action[idx], self.reward[idx], self.next_obs[idx], self.terminated[idx],
+                         self._one_step_discount[:len(idx)])
+        rows = (idx[:, None] + self._offsets) % self.capacity  # (B, n): the sub-env's next transitions
+        # A row belongs to the sum if it is already written (its age in write order is at most the newest's) and
+        # no earlier row of the sum ended its episode; both hold for a prefix of the n rows.
+        oldest = self.pos if self.size == self.capacity else 0
+        age = (idx - oldest) % self.capacity  # (B,)
+        written = age[:, None] + self._offsets <= self.size - 1  # (B, n)
+        open_before = torch.cumprod(1.0 - self.ended[rows], dim=1).roll(1, dims=1)  # (B, n)
+        open_before[:, 0] = 1.0
+        used = written & (open_before > 0)  # (B, n), the first column always
+        k = used.sum(dim=1)  # (B,) rewards in the sum, 1..n
+        last = rows.gather(1, (k - 1)[:, None]).squeeze(1)  # (B,)
+        # where, not a product: a row not yet written holds whatever the memory held, NaN included.
+        reward = torch.where(used, self.reward[rows] * self._gamma_powers, 0.0).sum(dim=1)
+        return Batch(self.obs[idx], self.action[idx], reward, self.next_obs[last], self.terminated[last],
+                     self.gamma ** k.float())

@@ -42,12 +42,13 @@ class SACConfig(MaxEntropyConfig, ActorCriticConfig):
 
 
 def critic_loss(batch: Batch, actor: Actor, critic: QEnsemble, critic_target: QEnsemble,
-                alpha: torch.Tensor, gamma: float) -> tuple[torch.Tensor, dict]:
+                alpha: torch.Tensor) -> tuple[torch.Tensor, dict]:
     with torch.no_grad():
         next_action, next_log_prob = actor(batch.next_obs).rsample_and_log_prob()  # (B, A), (B,)
         next_q = critic_target(batch.next_obs, next_action).min(dim=0).values  # (B,) clipped double Q
         # Only a true terminal state stops bootstrapping; a time-limit truncation is stored with terminated=0.
-        q_target = batch.reward + gamma * (1.0 - batch.terminated) * (next_q - alpha * next_log_prob)  # (B,)
+        next_v = next_q - alpha * next_log_prob  # (B,)
+        q_target = batch.reward + batch.discount * (1.0 - batch.terminated) * next_v  # (B,)
     q = critic(batch.obs, batch.action)  # (E, B)
     loss = 0.5 * (q - q_target).square().mean(dim=1).sum()
     return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
@@ -136,7 +137,7 @@ class SAC:
     def _losses(self, batch: Batch, alpha: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The sum of the three losses, and their diagnostics."""
         with self.autocast:
-            loss_q, info = critic_loss(batch, self.actor, self.critic, self.critic_target, alpha, self.config.gamma)
+            loss_q, info = critic_loss(batch, self.actor, self.critic, self.critic_target, alpha)
             loss_pi, log_prob, actor_info = actor_loss(batch.obs, self.actor, self._frozen_critic, alpha)
         info.update(actor_info)
         loss = loss_q + loss_pi

@@ -56,7 +56,7 @@ def critic_loss(batch: Batch, critic: QEnsemble, actor_target: DeterministicActo
         noise = (config.policy_noise * torch.randn_like(batch.action)).clamp(-config.noise_clip, config.noise_clip)
         next_action = (actor_target(batch.next_obs).mode + noise).clamp(-1.0, 1.0)  # (B, A)
         next_q = critic_target(batch.next_obs, next_action).min(dim=0).values  # (B,)
-        q_target = batch.reward + config.gamma * (1.0 - batch.terminated) * next_q  # (B,)
+        q_target = batch.reward + batch.discount * (1.0 - batch.terminated) * next_q  # (B,)
     q = critic(batch.obs, batch.action)  # (E, B)
     loss = 0.5 * (q - q_target).square().mean(dim=1).sum()
     return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}

@@ -28,19 +28,20 @@ class Collector:
             self.start_episodes(np.ones(self.num_envs, dtype=bool))
 
     def step(self, action: np.ndarray) -> tuple[tuple, list[tuple[float, int]]]:
-        """Step every sub-env with `action` (N, A): the transitions (obs, action, reward, next_obs, terminated),
-        each with leading dimension N, and (return, length) of each episode that ended. Ended sub-envs are
-        reset at once, so `obs` is always the observation the next action answers."""
+        """Step every sub-env with `action` (N, A): the transitions (obs, action, reward, next_obs, terminated,
+        ended), each with leading dimension N (ended: the episode ended, by termination or time limit), and
+        (return, length) of each episode that ended. Ended sub-envs are reset at once, so `obs` is always the
+        observation the next action answers."""
         next_obs, reward, terminated, truncated, _ = self.envs.step(action)
         # Autoreset is off: next_obs is the true next observation also where a time limit cut the episode,
         # so a truncated episode bootstraps from it and only `terminated` stops bootstrapping.
-        transition = (self.obs, action, reward, next_obs, terminated)
+        done = terminated | truncated
+        transition = (self.obs, action, reward, next_obs, terminated, done)
         self.obs = next_obs
         self.ep_return += reward
         self.ep_length += 1
         for actions, a in zip(self.episode_actions, action):
             actions.append(a)
-        done = terminated | truncated
         finished = []
         if done.any():
             finished = [(float(self.ep_return[i]), int(self.ep_length[i])) for i in np.flatnonzero(done)]

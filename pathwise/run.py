@@ -95,7 +95,8 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
         agent = config.agent.make_agent(obs_dim, act_dim, device, precision=config.precision,
                                         compile=config.compile)
         try:
-            buffer = ReplayBuffer(config.buffer_size, obs_dim, act_dim, device, seed=config.seed)
+            buffer = ReplayBuffer(config.buffer_size, obs_dim, act_dim, device, seed=config.seed,
+                                  gamma=config.agent.gamma, n_step=config.agent.n_step, num_envs=config.num_envs)
         except (RuntimeError, MemoryError) as e:
             raise UserError(f"a replay buffer of {config.buffer_size:,} transitions does not fit in memory "
                             f"({type(e).__name__}); give a smaller --buffer-size.") from None

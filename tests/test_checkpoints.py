@@ -55,11 +55,12 @@ def test_round_trip_gives_the_trainers_actions_in_env_bounds(tiny):
         policy.act(np.zeros(4))
 
 
-@pytest.mark.parametrize("num_envs, normalize_obs", [(1, False), (2, True)])
+@pytest.mark.parametrize("num_envs, normalize_obs, n_step", [(1, False, 1), (2, True, 3)])
 def test_resume_mid_episode_gives_the_same_parameters_as_an_uninterrupted_run(tiny, tmp_path, num_envs,
-                                                                              normalize_obs):
+                                                                              normalize_obs, n_step):
     # Pendulum episodes last 200 steps: the break at 300 falls in the middle of one.
-    common = dict(total_steps=600, num_envs=num_envs, eval_episodes=1, normalize_obs=normalize_obs)
+    common = dict(total_steps=600, num_envs=num_envs, eval_episodes=1, normalize_obs=normalize_obs,
+                  sac={"n_step": n_step})
     straight = train(tiny(run_dir=str(tmp_path / "straight"), **common))
     train(tiny(run_dir=str(tmp_path / "split"), **{**common, "total_steps": 300}))
     resumed = resume(tmp_path / "split", {"total_steps": 600})
@@ -69,7 +70,7 @@ def test_resume_mid_episode_gives_the_same_parameters_as_an_uninterrupted_run(ti
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
     assert resumed.eval_return_mean == straight.eval_return_mean
     buffers = [load_checkpoint(s.checkpoint)["buffer"] for s in (straight, resumed)]
-    assert all(torch.equal(buffers[0][k], buffers[1][k]) for k in ("obs", "action", "next_obs", "reward"))
+    assert all(torch.equal(buffers[0][k], buffers[1][k]) for k in ("obs", "action", "next_obs", "reward", "ended"))
     if normalize_obs:
         stats = [load_checkpoint(s.checkpoint)["obs_normalizer"] for s in (straight, resumed)]
         assert all(torch.equal(stats[0][k], stats[1][k]) for k in stats[0])

@@ -16,7 +16,7 @@ def make_batch(seed=0, terminated=None):
     g = torch.Generator().manual_seed(seed)
     return Batch(torch.randn(B, OBS, generator=g) * 3 + 1, torch.rand(B, ACT, generator=g) * 2 - 1,
                  torch.randn(B, generator=g), torch.randn(B, OBS, generator=g) * 3 + 1,
-                 torch.zeros(B) if terminated is None else terminated)
+                 torch.zeros(B) if terminated is None else terminated, torch.full((B,), 0.99))
 
 
 def make_agent(**kw):
@@ -100,7 +100,7 @@ def test_critic_loss_sends_both_halves_through_one_forward_and_targets_the_detac
     batch = make_batch(terminated=torch.ones(B))
     agent.critic.train()
     torch.manual_seed(1)
-    loss, _ = critic_loss(batch, agent.actor, agent.critic, agent.alpha, gamma=0.99)
+    loss, _ = critic_loss(batch, agent.actor, agent.critic, agent.alpha)
     # The input layer's statistics moved towards the mean of s and s' together, not of s alone.
     first = agent.critic.norms[0]
     joint_obs = torch.cat([batch.obs, batch.next_obs])

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from agents.replay_buffer import ReplayBuffer
@@ -36,3 +37,108 @@ def test_stores_terminated_as_float_and_sampling_is_seeded():
         return b
     assert filled(0).terminated[:4].tolist() == [1.0, 0.0, 1.0, 0.0]
     assert torch.equal(filled(3).sample(32).terminated, filled(3).sample(32).terminated)
+
+
+def reference_returns(steps, num_envs, n, gamma, capacity):
+    """Brute force over the history of writes: for each stored row, walk its sub-env's later transitions in time
+    order. `steps`: a list of (reward, terminated, ended) arrays of length num_envs, one per env step."""
+    history = [(t, i, float(r[i]), bool(term[i]), bool(end[i])) for t, (r, term, end) in enumerate(steps)
+               for i in range(num_envs)]  # write order
+    kept = history[-capacity:]  # what the buffer still holds, oldest first
+    out = {}
+    for age, (t, i, *_) in enumerate(kept):
+        total, k, last = 0.0, 0, None
+        for t2, i2, r2, term2, end2 in kept[age:]:
+            if i2 != i or t2 < t:
+                continue
+            total += gamma ** k * r2
+            k, last = k + 1, (t2, term2)
+            if end2 or k == n:
+                break
+        write = len(history) - len(kept) + age
+        out[write % capacity] = (total, gamma ** k, float(last[1]), last[0] * num_envs + i)
+    return out
+
+
+def filled_buffer(num_envs, n, capacity, steps_count, seed=0, gamma=0.9):
+    rng = np.random.default_rng(seed)
+    buffer = ReplayBuffer(capacity=capacity, obs_dim=2, act_dim=1, device=torch.device("cpu"), gamma=gamma,
+                          n_step=n, num_envs=num_envs)
+    steps = []
+    for t in range(steps_count):
+        reward = rng.normal(size=num_envs).astype(np.float32)
+        terminated = rng.random(num_envs) < 0.1
+        truncated = ~terminated & (rng.random(num_envs) < 0.1)
+        ended = terminated | truncated
+        # obs and next_obs carry the write index, so the test can tell which transition a row came from.
+        index = np.arange(t * num_envs, (t + 1) * num_envs, dtype=np.float32)[:, None].repeat(2, 1)
+        buffer.add(index, np.zeros((num_envs, 1)), reward, index, terminated, ended)
+        steps.append((reward, terminated, ended))
+    return buffer, steps
+
+
+@pytest.mark.parametrize("num_envs, n, capacity, steps_count", [
+    (1, 3, 100, 40),  # not yet full
+    (1, 5, 17, 40),  # wrapped around: sums run across the end of the storage, never into overwritten rows
+    (3, 3, 100, 20),  # sub-envs interleaved
+    (3, 4, 20, 23),  # interleaved and wrapped, the capacity not a multiple of the sub-envs
+])
+def test_n_step_returns_match_a_walk_through_each_sub_envs_history(num_envs, n, capacity, steps_count):
+    gamma = 0.9
+    buffer, steps = filled_buffer(num_envs, n, capacity, steps_count, gamma=gamma)
+    expected = reference_returns(steps, num_envs, n, gamma, capacity)
+    rows = torch.arange(len(buffer))
+    batch = buffer.gather(rows)
+    for row in rows.tolist():
+        reward, discount, terminated, last_write = expected[row]
+        assert batch.reward[row].item() == pytest.approx(reward, abs=1e-5)
+        assert batch.discount[row].item() == pytest.approx(discount, rel=1e-6)
+        assert batch.terminated[row].item() == terminated
+        assert batch.next_obs[row, 0].item() == last_write  # the bootstrap is the last summed transition's
+        assert batch.obs[row, 0].item() == buffer.obs[row, 0].item()
+    # The cases above include every way a sum stops: a full n, a termination, a truncation, the newest row.
+    assert {k for k in range(1, n + 1)} <= set(torch.round(torch.log(batch.discount) / np.log(gamma)).int().tolist())
+
+
+def test_n_step_stops_at_a_truncation_and_bootstraps_from_the_true_final_observation():
+    buffer = ReplayBuffer(capacity=10, obs_dim=1, act_dim=1, device=torch.device("cpu"), gamma=0.5, n_step=3)
+    for t, (terminated, ended) in enumerate([(0, 0), (0, 1), (0, 0), (1, 1), (0, 0)]):
+        buffer.add(np.array([[t]]), np.zeros((1, 1)), np.array([1.0]), np.array([[t + 100]]), np.array([terminated]),
+                   np.array([ended]))
+    batch = buffer.gather(torch.arange(5))
+    # Row 0: steps 0 and 1, then the time limit: bootstrap from step 1's true next observation, discounted twice.
+    assert batch.reward.tolist() == [1.5, 1.0, 1.5, 1.0, 1.0]
+    assert batch.next_obs[:, 0].tolist() == [101, 101, 103, 103, 104]
+    assert batch.discount.tolist() == [0.25, 0.5, 0.25, 0.5, 0.5]
+    assert batch.terminated.tolist() == [0, 0, 1, 1, 0]  # a termination stops the bootstrap, a truncation not
+
+
+def test_one_step_sampling_is_unchanged_by_the_n_step_machinery():
+    one, _ = filled_buffer(2, 1, 50, 30, seed=1)
+    batch = one.sample(64)
+    idx = torch.randint(0, len(one), (64,), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(batch.reward, one.reward[idx])
+    torch.testing.assert_close(batch.next_obs, one.next_obs[idx])
+    assert torch.all(batch.discount == torch.tensor(0.9))
+
+
+def test_ended_flags_are_saved_and_a_buffer_saved_without_them_falls_back_to_one_step_returns():
+    buffer, _ = filled_buffer(2, 3, 50, 30, seed=2)
+    state = buffer.state_dict()
+    restored = ReplayBuffer(capacity=50, obs_dim=2, act_dim=1, device=torch.device("cpu"), gamma=0.9, n_step=3,
+                            num_envs=2)
+    restored.load_state_dict(state)
+    rows = torch.arange(50)
+    assert all(torch.equal(a, b) for a, b in zip(buffer.gather(rows), restored.gather(rows)))
+    del state["ended"]
+    restored.load_state_dict(state)
+    torch.testing.assert_close(restored.gather(rows).reward, buffer.reward[:50])
+
+
+def test_rows_not_yet_written_never_reach_an_n_step_sum():
+    buffer = ReplayBuffer(capacity=8, obs_dim=1, act_dim=1, device=torch.device("cpu"), gamma=0.5, n_step=4)
+    for store in (buffer.reward, buffer.ended, buffer.terminated, buffer.next_obs):
+        store.fill_(float("nan"))  # what an untouched page may hold
+    buffer.add(np.zeros((2, 1)), np.zeros((2, 1)), np.array([1.0, 2.0]), np.zeros((2, 1)), np.zeros(2), np.zeros(2))
+    batch = buffer.gather(torch.arange(2))
+    assert batch.reward.tolist() == [2.0, 2.0] and batch.discount.tolist() == [0.25, 0.5]

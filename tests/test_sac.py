@@ -9,11 +9,11 @@ from agents.sac import SAC, SACConfig, actor_loss, critic_loss, temperature_loss
 OBS, ACT, B = 3, 2, 64
 
 
-def make_batch(seed=0, terminated=None):
+def make_batch(seed=0, terminated=None, discount=0.99):
     g = torch.Generator().manual_seed(seed)
     term = torch.zeros(B) if terminated is None else terminated
     return Batch(torch.randn(B, OBS, generator=g), torch.rand(B, ACT, generator=g) * 2 - 1,
-                 torch.randn(B, generator=g), torch.randn(B, OBS, generator=g), term)
+                 torch.randn(B, generator=g), torch.randn(B, OBS, generator=g), term, torch.full((B,), discount))
 
 
 def make_agent(**kw):
@@ -99,12 +99,12 @@ def test_bootstrapping_stops_only_at_terminal_states():
     agent = make_agent(alpha=0.0)
     constant_target_critics(agent, 3.0)
     terminated = torch.tensor([1.0, 0.0] * (B // 2))
-    batch = make_batch(terminated=terminated)
+    batch = make_batch(terminated=terminated, discount=0.5)
 
     def zero_critic(obs, action):
         return torch.zeros(2, len(obs))
 
-    loss, _ = critic_loss(batch, agent.actor, zero_critic, agent.critic_target, agent.alpha, gamma=0.5)
+    loss, _ = critic_loss(batch, agent.actor, zero_critic, agent.critic_target, agent.alpha)
     # With Q = 0 the loss is 0.5 * E * mean(q_target^2), and q_target = r + 0.5 * 3 unless terminated.
     q_target = batch.reward + 0.5 * 3.0 * (1 - terminated)
     torch.testing.assert_close(loss, 0.5 * 2 * q_target.square().mean())
@@ -113,13 +113,13 @@ def test_bootstrapping_stops_only_at_terminal_states():
 def test_the_target_subtracts_alpha_times_the_next_log_prob():
     agent = make_agent(alpha=0.5)
     constant_target_critics(agent, 3.0)
-    batch = make_batch()
+    batch = make_batch(discount=0.9)
     torch.manual_seed(11)
     with torch.no_grad():
         _, next_log_prob = agent.actor(batch.next_obs).rsample_and_log_prob()
     torch.manual_seed(11)
     loss, _ = critic_loss(batch, agent.actor, lambda o, a: torch.zeros(2, len(o)), agent.critic_target,
-                          agent.alpha, gamma=0.9)
+                          agent.alpha)
     q_target = batch.reward + 0.9 * (3.0 - 0.5 * next_log_prob)  # the soft value: entropy adds to the return
     torch.testing.assert_close(loss, q_target.square().mean())
 
@@ -152,7 +152,7 @@ def test_one_backward_of_the_summed_losses_gives_each_part_its_own_gradient():
     reference = make_agent()  # the same initial parameters; each loss backpropagated alone
     torch.manual_seed(3)
     alpha = reference.alpha
-    loss_q, _ = critic_loss(batch, reference.actor, reference.critic, reference.critic_target, alpha, 0.99)
+    loss_q, _ = critic_loss(batch, reference.actor, reference.critic, reference.critic_target, alpha)
     loss_q.backward()
     assert all(torch.allclose(p.grad, summed[n], atol=1e-6) for n, p in reference.critic.named_parameters())
     assert all(p.grad is None for p in reference.actor.parameters())

@@ -11,7 +11,8 @@ OBS, ACT, B = 3, 2, 64
 def make_batch(seed=0):
     g = torch.Generator().manual_seed(seed)
     return Batch(torch.randn(B, OBS, generator=g), torch.rand(B, ACT, generator=g) * 2 - 1,
-                 torch.randn(B, generator=g), torch.randn(B, OBS, generator=g), torch.zeros(B))
+                 torch.randn(B, generator=g), torch.randn(B, OBS, generator=g), torch.zeros(B),
+                 torch.full((B,), 0.99))
 
 
 def make_agent(**kw):
