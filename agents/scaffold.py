@@ -23,6 +23,28 @@ def polyak_(target: list[torch.Tensor], source: list[torch.Tensor], tau: float) 
     torch._foreach_lerp_(target, source, tau)
 
 
+@torch.no_grad()
+def reset_(agent, fresh, keep: float = 0.0) -> None:
+    """Reset `agent`'s networks towards `fresh`, a newly built agent of the same kind (Nikishin et al. 2022): a full
+    reset at keep = 0, else shrink and perturb (Ash and Adams 2020), every float tensor of each network (weights,
+    targets, running statistics) becoming keep * old + (1 - keep) * fresh; integer state (counters) is taken from
+    `fresh` at a full reset only. The optimizers forget the networks' Adam moments. The temperature, its Adam
+    moments and the update count are kept, as the replay buffer is: what was learned about the data stays."""
+    modules = [(name, m) for name, m in vars(agent).items() if isinstance(m, torch.nn.Module)]
+    for name, module in modules:
+        fresh_state = getattr(fresh, name).state_dict()
+        for key, tensor in module.state_dict(keep_vars=True).items():
+            new = fresh_state[key]
+            if tensor.is_floating_point():
+                tensor.lerp_(new, 1.0 - keep)
+            elif keep == 0.0:
+                tensor.copy_(new)
+    params = {p for _, m in modules for p in m.parameters()}
+    for optimizer in (o for o in vars(agent).values() if isinstance(o, torch.optim.Optimizer)):
+        for p in params:
+            optimizer.state.pop(p, None)
+
+
 def compiled(fn):
     """`fn` (a loss: forward, and through AOTAutograd its backward) under torch.compile. Random draws fall back
     to eager's generator, so a compiled run samples the same numbers from the same seed; the option is given

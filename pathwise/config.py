@@ -59,6 +59,12 @@ class Config:
     """Replay buffer capacity in transitions."""
     updates_per_step: int = 1
     """Gradient updates after each call of env.step (which steps all num-envs environments)."""
+    reset_every: int = 0
+    """Environment steps between resets of the networks and their optimizers' moments (0: never); the replay
+    buffer and the entropy temperature are kept."""
+    reset_keep: float = 0.0
+    """Share of each network parameter a reset keeps: 0 is a full reset, 0 < keep < 1 shrink and perturb
+    (keep * old + (1 - keep) * fresh)."""
     num_envs: int = 1
     """Environments stepped together."""
     vector_mode: Literal["sync", "async"] = setting("sync", experiment=False)
@@ -102,7 +108,10 @@ class Config:
         for name in ("total_steps", "batch_size", "buffer_size", "updates_per_step", "num_envs", "log_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
-        for name in ("learning_starts", "eval_every", "eval_episodes", "video_every", "checkpoint_every", "threads"):
+        if not 0.0 <= self.reset_keep < 1.0:
+            raise ValueError(f"reset_keep must lie in [0, 1), got {self.reset_keep}.")
+        for name in ("learning_starts", "eval_every", "eval_episodes", "video_every", "checkpoint_every", "threads",
+                     "reset_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be zero or positive, got {getattr(self, name)}.")
         if self.batch_size > self.buffer_size:

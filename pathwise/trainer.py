@@ -12,6 +12,7 @@ import torch
 from agents.normalizer import ObsNormalizer
 from agents.registry import Agent
 from agents.replay_buffer import ReplayBuffer
+from agents.scaffold import reset_
 from pathwise import checkpoint
 from pathwise.collector import Collector
 from pathwise.config import Config, to_dict
@@ -169,6 +170,8 @@ class Trainer:
         if finished:
             self.metrics.episodes += finished
             self.last_return = finished[-1][0]
+        if _crossed(self.env_steps, cfg.num_envs, cfg.reset_every) and self.env_steps < cfg.total_steps:
+            self.reset_networks()
         t1 = time.perf_counter()
         self.metrics.time_env += t1 - t0
         if self.env_steps > cfg.learning_starts and len(self.buffer) >= cfg.batch_size:
@@ -180,6 +183,13 @@ class Trainer:
             self.metrics.time_update += time.perf_counter() - t1
 
     # ---- now and then -------------------------------------------------------------------------------
+
+    def reset_networks(self) -> None:
+        """A reset (`reset_every`): the agent's networks towards a newly initialized agent's, drawn from the run's
+        torch stream, so a resumed run resets to the same values."""
+        fresh = self.config.agent.make_agent(self.buffer.obs.shape[1], self.buffer.action.shape[1], self.device,
+                                             precision=self.config.precision)
+        reset_(self.agent, fresh, self.config.reset_keep)
 
     def _agent_obs(self, obs: np.ndarray) -> torch.Tensor:
         obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)

@@ -55,12 +55,12 @@ def test_round_trip_gives_the_trainers_actions_in_env_bounds(tiny):
         policy.act(np.zeros(4))
 
 
-@pytest.mark.parametrize("num_envs, normalize_obs, n_step", [(1, False, 1), (2, True, 3)])
+@pytest.mark.parametrize("num_envs, normalize_obs, n_step, reset_every", [(1, False, 1, 0), (2, True, 3, 200)])
 def test_resume_mid_episode_gives_the_same_parameters_as_an_uninterrupted_run(tiny, tmp_path, num_envs,
-                                                                              normalize_obs, n_step):
-    # Pendulum episodes last 200 steps: the break at 300 falls in the middle of one.
+                                                                              normalize_obs, n_step, reset_every):
+    # Pendulum episodes last 200 steps: the break at 300 falls in the middle of one (and between two resets).
     common = dict(total_steps=600, num_envs=num_envs, eval_episodes=1, normalize_obs=normalize_obs,
-                  sac={"n_step": n_step})
+                  sac={"n_step": n_step}, reset_every=reset_every)
     straight = train(tiny(run_dir=str(tmp_path / "straight"), **common))
     train(tiny(run_dir=str(tmp_path / "split"), **{**common, "total_steps": 300}))
     resumed = resume(tmp_path / "split", {"total_steps": 600})
