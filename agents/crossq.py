@@ -65,7 +65,7 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
     def make_actor(self, obs_dim: int, act_dim: int) -> Actor:
         """In eval mode: acting uses the running statistics, so a single observation is fine."""
         return Actor(obs_dim, act_dim, self.actor_hidden_sizes, self.log_std_min, self.log_std_max,
-                     norm=self.norm()).eval()
+                     norm=self.norm(), log_std_bound=self.log_std_bound).eval()
 
     def norm(self):
         return functools.partial(BatchRenorm, momentum=self.batch_norm_momentum,

@@ -6,6 +6,7 @@ the user, naming where the value came from.
 """
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 def check(ok: bool, message: str) -> None:
@@ -53,6 +54,10 @@ class MaxEntropyConfig:
     """Lower bound of the actor's log standard deviation."""
     log_std_max: float = 2.0
     """Upper bound of the actor's log standard deviation."""
+    log_std_bound: Literal["tanh", "clip"] = "tanh"
+    """How the actor's log standard deviation is held to its bounds: tanh squashes the network's output into
+    them (a std of 0.22 at initialization with the default bounds), clip cuts the output itself (a std near 1
+    at initialization)."""
 
     def check_entropy_fields(self) -> None:
         for name in ("alpha_lr", "init_alpha"):

@@ -67,17 +67,20 @@ def mlp(in_dim: int, hidden_sizes: tuple[int, ...], norm: Norm = None) -> nn.Seq
 
 class Actor(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...],
-                 log_std_min: float = -5.0, log_std_max: float = 2.0, norm: Norm = None):
+                 log_std_min: float = -5.0, log_std_max: float = 2.0, norm: Norm = None,
+                 log_std_bound: str = "tanh"):
         super().__init__()
         self.trunk = mlp(obs_dim, hidden_sizes, norm)
         self.head = nn.Linear(hidden_sizes[-1], 2 * act_dim)
-        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        self.log_std_min, self.log_std_max, self.log_std_bound = log_std_min, log_std_max, log_std_bound
 
     def forward(self, obs: torch.Tensor) -> TanhNormal:
         # float(): under bf16 autocast the matmuls run in bf16, the distribution and its log-probs in float32.
         loc, log_std = self.head(self.trunk(obs)).float().chunk(2, dim=-1)  # (B, A) each
-        # A smooth squash into [min, max] rather than a clamp, so the bound never zeroes the gradient.
-        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (torch.tanh(log_std) + 1.0)
+        if self.log_std_bound == "clip":  # the head's output itself: about 0 at initialization, a std near 1
+            log_std = log_std.clamp(self.log_std_min, self.log_std_max)
+        else:  # a smooth squash into [min, max], so the bound never zeroes the gradient; std 0.22 at initialization
+            log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (torch.tanh(log_std) + 1.0)
         return TanhNormal(loc, log_std.exp(), validate_args=False)
 
 

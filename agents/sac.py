@@ -38,7 +38,8 @@ class SACConfig(MaxEntropyConfig, ActorCriticConfig):
         return SAC(obs_dim, act_dim, self, device, precision, compile)
 
     def make_actor(self, obs_dim: int, act_dim: int) -> Actor:
-        return Actor(obs_dim, act_dim, self.hidden_sizes, self.log_std_min, self.log_std_max)
+        return Actor(obs_dim, act_dim, self.hidden_sizes, self.log_std_min, self.log_std_max,
+                     log_std_bound=self.log_std_bound)
 
 
 def critic_loss(batch: Batch, actor: Actor, critic: QEnsemble, critic_target: QEnsemble,

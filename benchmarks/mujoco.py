@@ -31,12 +31,14 @@ RESULTS = ROOT / "benchmarks" / "results" / "mujoco"
 # Named variants of our agents: train.py flags. crossq-256: CrossQ with 256-wide critics instead of 2048, the size
 # a 2-core CPU can run 50k steps of in reasonable time (the 2048-wide update is about 27 times SAC's there).
 VARIANTS = {"crossq-256": ["--agent", "crossq", "--critic-hidden-sizes", "256", "256"]}
+# Other packages' agents, run with the same evaluation: Stable-Baselines3 SAC, and SBX's CrossQ (in its own virtual
+# environment: --sbx-python).
+PEERS = ("sb3-sac", "sbx-crossq-256")
 
-SB3_WORKER = """
-import csv, sys, numpy as np, torch, gymnasium as gym
-from stable_baselines3 import SAC
+PEER_WORKER = """
+import csv, os, sys, numpy as np, torch, gymnasium as gym
 from stable_baselines3.common.callbacks import BaseCallback
-env_id, seed, steps, eval_every, episodes, threads, out = sys.argv[1:]
+peer, env_id, seed, steps, eval_every, episodes, threads, out = sys.argv[1:]
 seed, steps, eval_every, episodes = int(seed), int(steps), int(eval_every), int(episodes)
 torch.set_num_threads(int(threads))
 eval_env = gym.make(env_id)
@@ -56,8 +58,13 @@ class Evaluate(BaseCallback):
         if self.num_timesteps % eval_every == 0 and self.num_timesteps < steps:
             evaluate(self.model, self.num_timesteps)
         return True
-# rl-baselines3-zoo hyperparams/sac.yml for MuJoCo: 10k random steps, otherwise SB3's defaults.
-model = SAC("MlpPolicy", gym.make(env_id), learning_starts=10_000, seed=seed, device="cpu")
+if peer == "sb3-sac":  # rl-baselines3-zoo hyperparams/sac.yml for MuJoCo: 10k random steps, else SB3's defaults
+    from stable_baselines3 import SAC
+    model = SAC("MlpPolicy", gym.make(env_id), learning_starts=10_000, seed=seed, device="cpu")
+else:  # sbx-crossq-256: SBX's CrossQ as our crossq-256 runs (zoo's 5k random steps, 256-wide critics)
+    from sbx import CrossQ
+    model = CrossQ("MlpPolicy", gym.make(env_id), learning_starts=5_000, seed=seed,
+                   policy_kwargs=dict(net_arch=dict(pi=[256, 256], qf=[256, 256])))
 model.learn(steps, callback=Evaluate())
 evaluate(model, steps)
 with open(out, "w", newline="") as f:
@@ -85,8 +92,9 @@ def run(env_id: str, agent: str, seed: int, args) -> str:
         return f"{env_id} {agent} s{seed}: already done"
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
-    if agent == "sb3-sac":
-        cmd = [sys.executable, "-c", SB3_WORKER, env_id, str(seed), str(args.steps), str(args.eval_every),
+    if agent in PEERS:
+        python = args.sbx_python if agent.startswith("sbx") else sys.executable
+        cmd = [python, "-c", PEER_WORKER, agent, env_id, str(seed), str(args.steps), str(args.eval_every),
                str(args.eval_episodes), str(args.threads), str(path / "evaluations.csv")]
     else:
         cmd = [sys.executable, str(ROOT / "train.py"), "--env", env_id, *VARIANTS.get(agent, ["--agent", agent]),
@@ -100,7 +108,7 @@ def run(env_id: str, agent: str, seed: int, args) -> str:
         result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=path)
     if result.returncode != 0:
         return f"{env_id} {agent} s{seed}: FAILED (see {path / 'log.txt'})"
-    if agent != "sb3-sac":
+    if agent not in PEERS:
         shutil.copy(path / "run" / "evaluations.csv", path / "evaluations.csv")
     (path / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.0f}\n")
     return f"{env_id} {agent} s{seed}: done in {time.perf_counter() - start:.0f} s"
@@ -162,6 +170,8 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--report", action="store_true", help="only print the table and draw the plot")
+    parser.add_argument("--sbx-python", default="python", help="the Python of a virtual environment with sbx-rl, "
+                        "for sbx-crossq-256 (SBX needs JAX: keep it apart from this one)")
     args = parser.parse_args()
     if not args.report:
         jobs = [(e, a, s) for s in args.seeds for e in args.envs for a in args.agents]

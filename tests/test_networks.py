@@ -31,3 +31,18 @@ def test_actor_log_std_stays_within_bounds():
     with torch.no_grad():
         actor.head.bias.fill_(-1e4)
     assert actor(torch.randn(4, 3)).scale.log().min() >= -5.0 - 1e-5
+
+
+def test_a_clipped_log_std_is_the_heads_output_within_the_bounds():
+    torch.manual_seed(0)
+    squashed = Actor(4, 2, (16,), log_std_min=-5.0, log_std_max=2.0)
+    clipped = Actor(4, 2, (16,), log_std_min=-20.0, log_std_max=2.0, log_std_bound="clip")
+    clipped.load_state_dict(squashed.state_dict())
+    obs = torch.randn(64, 4)
+    raw = clipped.head(clipped.trunk(obs)).chunk(2, dim=-1)[1]
+    torch.testing.assert_close(clipped(obs).scale.log(), raw)  # in bounds: the output itself (std near 1 at init)
+    torch.testing.assert_close(squashed(obs).scale.log(), -5.0 + 3.5 * (torch.tanh(raw) + 1.0))
+    with torch.no_grad():
+        clipped.head.bias.fill_(50.0)
+    log_std = clipped(obs).scale.log()
+    torch.testing.assert_close(log_std, torch.full_like(log_std, 2.0))
