@@ -30,7 +30,11 @@ from pathwise.commands.plot import AGGREGATES, aggregate  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results" / "mujoco"
 # Named variants of our agents: train.py flags. crossq-256: CrossQ with 256-wide critics instead of 2048, the size
 # a 2-core CPU can run 50k steps of in reasonable time (the 2048-wide update is about 27 times SAC's there).
-VARIANTS = {"crossq-256": ["--agent", "crossq", "--critic-hidden-sizes", "256", "256"]}
+CROSSQ_256 = ["--agent", "crossq", "--critic-hidden-sizes", "256", "256"]
+VARIANTS = {"crossq-256": CROSSQ_256,
+            "crossq-256-clip": [*CROSSQ_256, "--log-std-bound", "clip", "--log-std-min", "-20"],  # SBX's log-std
+            "crossq-256-n3": [*CROSSQ_256, "--n-step", "3"],
+            "sac-5k": ["--agent", "sac", "--learning-starts", "5000"]}  # 5k random steps instead of the preset's 10k
 # Other packages' agents, run with the same evaluation: Stable-Baselines3 SAC, and SBX's CrossQ (in its own virtual
 # environment: --sbx-python).
 PEERS = ("sb3-sac", "sbx-crossq-256")
