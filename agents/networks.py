@@ -116,19 +116,21 @@ class EnsembleLinear(nn.Module):
 
 
 class QEnsemble(nn.Module):
-    """`num_critics` Q networks evaluated together; forward returns Q values of shape (E, B). With `norm`, each
-    member normalizes its input and each hidden layer's output (after the ReLU), as CrossQ's critics."""
+    """`num_critics` Q networks evaluated together; forward returns Q values of shape (E, B), or (E, B, out_dim)
+    with several outputs per member (a distributional critic's quantiles). With `norm`, each member normalizes
+    its input and each hidden layer's output (after the ReLU), as CrossQ's critics."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...], num_critics: int = 2,
-                 norm: Norm = None):
+                 norm: Norm = None, out_dim: int = 1):
         super().__init__()
-        self.num_critics = num_critics
-        sizes = (obs_dim + act_dim, *hidden_sizes, 1)
+        self.num_critics, self.out_dim = num_critics, out_dim
+        sizes = (obs_dim + act_dim, *hidden_sizes, out_dim)
         self.layers = nn.ModuleList(EnsembleLinear(num_critics, i, o) for i, o in zip(sizes[:-1], sizes[1:]))
         self.norms = nn.ModuleList(norm(width, num_critics) for width in sizes[:-1]) if norm else None
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor, frozen: bool = False) -> torch.Tensor:
-        """Q values (E, B). With `frozen`, no gradient reaches the weights (the actor loss needs only dQ/da)."""
+        """Q values (E, B) or (E, B, out_dim). With `frozen`, no gradient reaches the weights (the actor loss
+        needs only dQ/da)."""
         x = torch.cat([obs, action], dim=-1)  # (B, O + A)
         x = x.expand(self.num_critics, *x.shape)  # (E, B, O + A)
         for i, layer in enumerate(self.layers[:-1]):
@@ -137,4 +139,5 @@ class QEnsemble(nn.Module):
             x = layer(x, frozen).relu_()
         if self.norms is not None:
             x = self.norms[-1](x, frozen)
-        return self.layers[-1](x, frozen).squeeze(-1).float()
+        out = self.layers[-1](x, frozen).float()
+        return out.squeeze(-1) if self.out_dim == 1 else out

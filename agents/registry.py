@@ -15,8 +15,9 @@ from agents.crossq import CrossQConfig
 from agents.replay_buffer import Batch
 from agents.sac import SACConfig
 from agents.td3 import TD3Config
+from agents.tqc import TQCConfig
 
-AgentConfig = SACConfig | TD3Config | CrossQConfig
+AgentConfig = SACConfig | TD3Config | CrossQConfig | TQCConfig
 
 # name -> the agent's config section; the agent itself is made by `section.make_agent(...)`.
 AGENTS: dict[str, type] = {section.name: section for section in typing.get_args(AgentConfig)}

@@ -41,6 +41,9 @@ class SACConfig(MaxEntropyConfig, ActorCriticConfig):
         return Actor(obs_dim, act_dim, self.hidden_sizes, self.log_std_min, self.log_std_max,
                      log_std_bound=self.log_std_bound)
 
+    def make_critic(self, obs_dim: int, act_dim: int) -> QEnsemble:
+        return QEnsemble(obs_dim, act_dim, self.hidden_sizes, self.num_critics)
+
 
 def critic_loss(batch: Batch, actor: Actor, critic: QEnsemble, critic_target: QEnsemble,
                 alpha: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -87,7 +90,7 @@ class SAC:
         self.config, self.device = config, device
         self.autocast = autocast(device, precision)
         self.actor = config.make_actor(obs_dim, act_dim).to(device)
-        self.critic = QEnsemble(obs_dim, act_dim, config.hidden_sizes, config.num_critics).to(device)
+        self.critic = config.make_critic(obs_dim, act_dim).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.target_entropy, self.log_alpha = init_temperature(config, act_dim, device)
         self.autotune = config.alpha is None

@@ -38,8 +38,8 @@ def test_train_runs_learns_updates_and_saves(tmp_path):
     (["--device", "cuda:0"], "--device cuda:0 was asked for, but torch sees"),
     (["--seed", "-1"], "seed must lie in"),
     (["--policy-delay", "3"], "--policy-delay is a flag of td3 and crossq, not of sac"),
-    (["--agent", "crossq", "--tau", "0.1"], "--tau is a flag of sac and td3, not of crossq"),
-    (["--agent", "ppo"], "unknown agent .ppo. in the command line; the agents are sac, td3, crossq"),
+    (["--agent", "crossq", "--tau", "0.1"], "--tau is a flag of sac, td3 and tqc, not of crossq"),
+    (["--agent", "ppo"], "unknown agent .ppo. in the command line; the agents are sac, td3, crossq, tqc"),
     (["--gamma", "nan"], "gamma .* must be a finite number"),
     (["--run-dir", "README.md"], "is a file"),
 ])

@@ -13,12 +13,14 @@ from conftest import ROOT
 from agents.crossq import CrossQConfig
 from agents.sac import SACConfig
 from agents.td3 import TD3Config
+from agents.tqc import TQCConfig
 from pathwise import export_policy, load_policy
 from pathwise.errors import UserError
 from pathwise.run import train
 
 SECTIONS = {"sac": SACConfig(hidden_sizes=(16, 16)), "td3": TD3Config(hidden_sizes=(16, 16)),
-            "crossq": CrossQConfig(actor_hidden_sizes=(16, 16), critic_hidden_sizes=(32, 32))}
+            "crossq": CrossQConfig(actor_hidden_sizes=(16, 16), critic_hidden_sizes=(32, 32)),
+            "tqc": TQCConfig(hidden_sizes=(16, 16), num_quantiles=5)}
 
 
 @pytest.mark.parametrize("agent", list(SECTIONS))
