@@ -49,8 +49,8 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
     def __post_init__(self):
         super().__post_init__()
         self.check_entropy_fields()
-        check_widths("actor_hidden_sizes", self.actor_hidden_sizes)
-        check_widths("critic_hidden_sizes", self.critic_hidden_sizes)
+        check_widths("actor_hidden_sizes", self.actor_hidden_sizes, self.network)
+        check_widths("critic_hidden_sizes", self.critic_hidden_sizes, self.network)
         check(self.policy_delay >= 1, f"policy_delay must be at least 1, got {self.policy_delay}.")
         check(0.0 <= self.adam_beta1 < 1.0, f"adam_beta1 must lie in [0, 1), got {self.adam_beta1}.")
         check(0.0 < self.batch_norm_momentum <= 1.0,
@@ -65,7 +65,7 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
     def make_actor(self, obs_dim: int, act_dim: int) -> Actor:
         """In eval mode: acting uses the running statistics, so a single observation is fine."""
         return Actor(obs_dim, act_dim, self.actor_hidden_sizes, self.log_std_min, self.log_std_max,
-                     norm=self.norm(), log_std_bound=self.log_std_bound).eval()
+                     norm=self.norm(), log_std_bound=self.log_std_bound, network=self.network).eval()
 
     def norm(self):
         return functools.partial(BatchRenorm, momentum=self.batch_norm_momentum,
@@ -95,7 +95,7 @@ class CrossQ:
         self.autocast = autocast(device, precision)
         self.actor = config.make_actor(obs_dim, act_dim).to(device)  # eval mode, but inside update
         self.critic = QEnsemble(obs_dim, act_dim, config.critic_hidden_sizes, config.num_critics,
-                                norm=config.norm()).to(device).eval()  # train mode only for the critic loss
+                                norm=config.norm(), network=config.network).to(device).eval()  # train mode: critic loss
         self.target_entropy, self.log_alpha = init_temperature(config, act_dim, device)
         self.autotune = config.alpha is None
         betas = (config.adam_beta1, 0.999)

@@ -29,6 +29,10 @@ class ActorCriticConfig:
     """Adam learning rate of the actor."""
     critic_lr: float = 3e-4
     """Adam learning rate of the critics."""
+    network: Literal["mlp", "residual"] = "mlp"
+    """Actor and critics: mlp, Linear-ReLU layers of the hidden sizes; residual, a linear layer to the width, one
+    pre-norm residual block (norm, a 4x wider ReLU layer, back) per hidden size and a final norm, as SimBa and BRO
+    (LayerNorm; CrossQ's batch renormalization in CrossQ). Residual needs equal hidden sizes."""
 
     def __post_init__(self):
         check(self.num_critics >= 1, f"num_critics must be at least 1, got {self.num_critics}.")
@@ -67,6 +71,8 @@ class MaxEntropyConfig:
               f"log_std_min must be below log_std_max, got {self.log_std_min} and {self.log_std_max}.")
 
 
-def check_widths(name: str, widths: tuple[int, ...]) -> None:
+def check_widths(name: str, widths: tuple[int, ...], network: str = "mlp") -> None:
     check(len(widths) > 0 and all(w > 0 for w in widths), f"{name} must be one or more positive widths, "
           f"got {list(widths)}.")
+    check(network != "residual" or len(set(widths)) == 1,
+          f"the residual network needs one width for all its blocks; {name} has {list(widths)}.")

@@ -1,10 +1,12 @@
-"""The actor (observation -> TanhNormal) and the critic ensemble (observation, action -> one Q per member), and
-the batch renormalization that CrossQ puts in both."""
+"""The actor (observation -> TanhNormal) and the critic ensemble (observation, action -> one Q per member), the
+batch renormalization that CrossQ puts in both, and the residual blocks of the `residual` network."""
 
+import functools
 import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from agents.distributions import NoisyDeterministic, TanhNormal
@@ -49,6 +51,21 @@ class BatchRenorm(nn.Module):
         return ((x - mean) / std * r + d) * weight + bias
 
 
+class LayerNorm(nn.Module):
+    """Layer normalization over the features (-1) of (B, F), or of (E, B, F) with a scale and shift per member."""
+
+    def __init__(self, num_features: int, ensemble_size: int | None = None, eps: float = 1e-5):
+        super().__init__()
+        shape = (num_features,) if ensemble_size is None else (ensemble_size, 1, num_features)
+        self.weight = nn.Parameter(torch.ones(shape))
+        self.bias = nn.Parameter(torch.zeros(shape))
+        self.num_features, self.eps = num_features, eps
+
+    def forward(self, x: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        weight, bias = (self.weight.detach(), self.bias.detach()) if frozen else (self.weight, self.bias)
+        return F.layer_norm(x, (self.num_features,), eps=self.eps) * weight + bias
+
+
 # A normalization layer for a width (and an ensemble size, for the critics), or None for plain networks.
 Norm = Callable[..., nn.Module] | None
 
@@ -65,12 +82,44 @@ def mlp(in_dim: int, hidden_sizes: tuple[int, ...], norm: Norm = None) -> nn.Seq
     return nn.Sequential(*layers)
 
 
+class ResidualBlock(nn.Module):
+    """x + W2 ReLU(W1 norm(x)), W1 four times wider than x: the pre-norm block of SimBa (Lee et al. 2025) and BRO
+    (Nauman et al. 2024). With `ensemble_size`, E independent blocks over (E, B, F), as the critics."""
+
+    def __init__(self, width: int, norm: Callable[..., nn.Module], ensemble_size: int | None = None):
+        super().__init__()
+        self.ensemble = ensemble_size is not None
+        linear = functools.partial(EnsembleLinear, ensemble_size) if self.ensemble else nn.Linear
+        self.norm = norm(width, ensemble_size) if self.ensemble else norm(width)
+        self.up, self.down = linear(width, 4 * width), linear(4 * width, width)
+
+    def forward(self, x: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        if self.ensemble:
+            return x + self.down(self.up(self.norm(x, frozen), frozen).relu(), frozen)
+        return x + self.down(self.up(self.norm(x)).relu())
+
+
+def residual_trunk(in_dim: int, hidden_sizes: tuple[int, ...], norm: Norm = None) -> nn.Sequential:
+    """[norm ->] Linear to the width -> one ResidualBlock per hidden size -> a final norm. The blocks normalize
+    with `norm` (CrossQ's batch renormalization, which also normalizes the input) or else LayerNorm."""
+    width = hidden_sizes[0]
+    block_norm = norm or LayerNorm
+    layers: list[nn.Module] = [norm(in_dim)] if norm else []
+    layers += [nn.Linear(in_dim, width), *(ResidualBlock(width, block_norm) for _ in hidden_sizes),
+               block_norm(width)]
+    return nn.Sequential(*layers)
+
+
+def trunk(in_dim: int, hidden_sizes: tuple[int, ...], norm: Norm = None, network: str = "mlp") -> nn.Sequential:
+    return residual_trunk(in_dim, hidden_sizes, norm) if network == "residual" else mlp(in_dim, hidden_sizes, norm)
+
+
 class Actor(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...],
                  log_std_min: float = -5.0, log_std_max: float = 2.0, norm: Norm = None,
-                 log_std_bound: str = "tanh"):
+                 log_std_bound: str = "tanh", network: str = "mlp"):
         super().__init__()
-        self.trunk = mlp(obs_dim, hidden_sizes, norm)
+        self.trunk = trunk(obs_dim, hidden_sizes, norm, network)
         self.head = nn.Linear(hidden_sizes[-1], 2 * act_dim)
         self.log_std_min, self.log_std_max, self.log_std_bound = log_std_min, log_std_max, log_std_bound
 
@@ -87,9 +136,10 @@ class Actor(nn.Module):
 class DeterministicActor(nn.Module):
     """observation -> tanh(MLP(observation)) in [-1, 1], with Gaussian exploration noise when sampled."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...], exploration_noise: float = 0.1):
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...], exploration_noise: float = 0.1,
+                 network: str = "mlp"):
         super().__init__()
-        self.trunk = mlp(obs_dim, hidden_sizes)
+        self.trunk = trunk(obs_dim, hidden_sizes, network=network)
         self.head = nn.Linear(hidden_sizes[-1], act_dim)
         self.exploration_noise = exploration_noise
 
@@ -118,12 +168,22 @@ class EnsembleLinear(nn.Module):
 class QEnsemble(nn.Module):
     """`num_critics` Q networks evaluated together; forward returns Q values of shape (E, B), or (E, B, out_dim)
     with several outputs per member (a distributional critic's quantiles). With `norm`, each member normalizes
-    its input and each hidden layer's output (after the ReLU), as CrossQ's critics."""
+    its input and each hidden layer's output (after the ReLU), as CrossQ's critics. `network="residual"`: a
+    residual trunk (`residual_trunk`) per member instead of the MLP."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...], num_critics: int = 2,
-                 norm: Norm = None, out_dim: int = 1):
+                 norm: Norm = None, out_dim: int = 1, network: str = "mlp"):
         super().__init__()
         self.num_critics, self.out_dim = num_critics, out_dim
+        self.blocks = None
+        if network == "residual":
+            in_dim, width, block_norm = obs_dim + act_dim, hidden_sizes[0], norm or LayerNorm
+            self.layers = nn.ModuleList([EnsembleLinear(num_critics, in_dim, width),
+                                         EnsembleLinear(num_critics, width, out_dim)])
+            self.blocks = nn.ModuleList(ResidualBlock(width, block_norm, num_critics) for _ in hidden_sizes)
+            self.norms = nn.ModuleList(
+                [*([norm(in_dim, num_critics)] if norm else []), block_norm(width, num_critics)])
+            return
         sizes = (obs_dim + act_dim, *hidden_sizes, out_dim)
         self.layers = nn.ModuleList(EnsembleLinear(num_critics, i, o) for i, o in zip(sizes[:-1], sizes[1:]))
         self.norms = nn.ModuleList(norm(width, num_critics) for width in sizes[:-1]) if norm else None
@@ -133,6 +193,14 @@ class QEnsemble(nn.Module):
         needs only dQ/da)."""
         x = torch.cat([obs, action], dim=-1)  # (B, O + A)
         x = x.expand(self.num_critics, *x.shape)  # (E, B, O + A)
+        if self.blocks is not None:  # [norm ->] stem -> blocks -> norm -> head
+            if len(self.norms) == 2:
+                x = self.norms[0](x, frozen)
+            x = self.layers[0](x, frozen)
+            for block in self.blocks:
+                x = block(x, frozen)
+            out = self.layers[1](self.norms[-1](x, frozen), frozen).float()
+            return out.squeeze(-1) if self.out_dim == 1 else out
         for i, layer in enumerate(self.layers[:-1]):
             if self.norms is not None:
                 x = self.norms[i](x, frozen)

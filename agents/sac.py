@@ -30,7 +30,7 @@ class SACConfig(MaxEntropyConfig, ActorCriticConfig):
     def __post_init__(self):
         super().__post_init__()
         self.check_entropy_fields()
-        check_widths("hidden_sizes", self.hidden_sizes)
+        check_widths("hidden_sizes", self.hidden_sizes, self.network)
         check(0.0 <= self.tau <= 1.0, f"tau must lie in [0, 1], got {self.tau}.")
 
     def make_agent(self, obs_dim: int, act_dim: int, device: torch.device, precision: str = "fp32",
@@ -39,10 +39,10 @@ class SACConfig(MaxEntropyConfig, ActorCriticConfig):
 
     def make_actor(self, obs_dim: int, act_dim: int) -> Actor:
         return Actor(obs_dim, act_dim, self.hidden_sizes, self.log_std_min, self.log_std_max,
-                     log_std_bound=self.log_std_bound)
+                     log_std_bound=self.log_std_bound, network=self.network)
 
     def make_critic(self, obs_dim: int, act_dim: int) -> QEnsemble:
-        return QEnsemble(obs_dim, act_dim, self.hidden_sizes, self.num_critics)
+        return QEnsemble(obs_dim, act_dim, self.hidden_sizes, self.num_critics, network=self.network)
 
 
 def critic_loss(batch: Batch, actor: Actor, critic: QEnsemble, critic_target: QEnsemble,

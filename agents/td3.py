@@ -34,7 +34,7 @@ class TD3Config(ActorCriticConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        check_widths("hidden_sizes", self.hidden_sizes)
+        check_widths("hidden_sizes", self.hidden_sizes, self.network)
         check(0.0 <= self.tau <= 1.0, f"tau must lie in [0, 1], got {self.tau}.")
         check(self.policy_delay >= 1, f"policy_delay must be at least 1, got {self.policy_delay}.")
         for name in ("policy_noise", "noise_clip", "exploration_noise"):
@@ -45,7 +45,7 @@ class TD3Config(ActorCriticConfig):
         return TD3(obs_dim, act_dim, self, device, precision, compile)
 
     def make_actor(self, obs_dim: int, act_dim: int) -> DeterministicActor:
-        return DeterministicActor(obs_dim, act_dim, self.hidden_sizes, self.exploration_noise)
+        return DeterministicActor(obs_dim, act_dim, self.hidden_sizes, self.exploration_noise, self.network)
 
 
 def critic_loss(batch: Batch, critic: QEnsemble, actor_target: DeterministicActor, critic_target: QEnsemble,
@@ -77,7 +77,8 @@ class TD3:
         self.autocast = autocast(device, precision)
         self.actor = config.make_actor(obs_dim, act_dim).to(device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic = QEnsemble(obs_dim, act_dim, config.hidden_sizes, config.num_critics).to(device)
+        self.critic = QEnsemble(obs_dim, act_dim, config.hidden_sizes, config.num_critics,
+                                network=config.network).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.critic_optimizer = adam({"params": list(self.critic.parameters()), "lr": config.critic_lr})
         self.actor_optimizer = adam({"params": list(self.actor.parameters()), "lr": config.actor_lr})

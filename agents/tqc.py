@@ -40,7 +40,8 @@ class TQCConfig(SACConfig):
         return TQC(obs_dim, act_dim, self, device, precision, compile)
 
     def make_critic(self, obs_dim: int, act_dim: int) -> QEnsemble:
-        return QEnsemble(obs_dim, act_dim, self.hidden_sizes, self.num_critics, out_dim=self.num_quantiles)
+        return QEnsemble(obs_dim, act_dim, self.hidden_sizes, self.num_critics, out_dim=self.num_quantiles,
+                         network=self.network)
 
 
 def quantile_huber_loss(quantiles: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

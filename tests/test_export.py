@@ -20,7 +20,8 @@ from pathwise.run import train
 
 SECTIONS = {"sac": SACConfig(hidden_sizes=(16, 16)), "td3": TD3Config(hidden_sizes=(16, 16)),
             "crossq": CrossQConfig(actor_hidden_sizes=(16, 16), critic_hidden_sizes=(32, 32)),
-            "tqc": TQCConfig(hidden_sizes=(16, 16), num_quantiles=5)}
+            "tqc": TQCConfig(hidden_sizes=(16, 16), num_quantiles=5),
+            "sac-residual": SACConfig(hidden_sizes=(16, 16), network="residual")}
 
 
 @pytest.mark.parametrize("agent", list(SECTIONS))
