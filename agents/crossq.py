@@ -133,7 +133,7 @@ class CrossQ:
         with self.autocast:
             loss, log_prob, info = actor_loss(obs, self.actor, self._frozen_critic, alpha)
         if self.autotune:
-            loss_alpha = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
+            loss_alpha = temperature_loss(self.log_alpha, log_prob, self.target_entropy, self.config.temperature_loss)
             info["alpha_loss"] = loss_alpha.detach()
             loss = loss + loss_alpha
         return loss, info

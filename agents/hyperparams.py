@@ -58,6 +58,9 @@ class MaxEntropyConfig:
     """Lower bound of the actor's log standard deviation."""
     log_std_max: float = 2.0
     """Upper bound of the actor's log standard deviation."""
+    temperature_loss: Literal["alpha", "log_alpha"] = "alpha"
+    """The temperature's loss: alpha, -alpha (log pi + target entropy), whose gradient shrinks with alpha
+    (Haarnoja et al. 2018b; CleanRL); log_alpha, -log alpha (log pi + target entropy), SB3's and SBX's form."""
     log_std_bound: Literal["tanh", "clip"] = "tanh"
     """How the actor's log standard deviation is held to its bounds: tanh squashes the network's output into
     them (a std of 0.22 at initialization with the default bounds), clip cuts the output itself (a std near 1

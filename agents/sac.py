@@ -69,10 +69,13 @@ def actor_loss(obs: torch.Tensor, actor: Actor, q_fn, alpha: torch.Tensor) -> tu
                             "log_std": dist.scale.detach().log().mean()}
 
 
-def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
+def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float,
+                     form: str = "alpha") -> torch.Tensor:
     # J(alpha) = E[-alpha * (log pi + target_entropy)] (Haarnoja et al. 2018b, eq. 18): alpha grows while the
-    # policy's entropy is below the target and shrinks while it is above.
-    return -(log_alpha.exp() * (log_prob + target_entropy)).mean()
+    # policy's entropy is below the target and shrinks while it is above. The log_alpha form has the same sign and
+    # fixed point, but its gradient does not scale with alpha.
+    scale = log_alpha if form == "log_alpha" else log_alpha.exp()
+    return -(scale * (log_prob + target_entropy)).mean()
 
 
 def init_temperature(config: MaxEntropyConfig, act_dim: int, device: torch.device) -> tuple[float, torch.Tensor]:
@@ -146,7 +149,7 @@ class SAC:
         info.update(actor_info)
         loss = loss_q + loss_pi
         if self.autotune:
-            loss_alpha = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
+            loss_alpha = temperature_loss(self.log_alpha, log_prob, self.target_entropy, self.config.temperature_loss)
             info["alpha_loss"] = loss_alpha.detach()
             loss = loss + loss_alpha
         return loss, info

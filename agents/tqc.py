@@ -90,7 +90,7 @@ class TQC(SAC):
         info.update(actor_info)
         loss = loss_q + loss_pi
         if self.autotune:
-            loss_alpha = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
+            loss_alpha = temperature_loss(self.log_alpha, log_prob, self.target_entropy, self.config.temperature_loss)
             info["alpha_loss"] = loss_alpha.detach()
             loss = loss + loss_alpha
         return loss, info

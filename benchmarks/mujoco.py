@@ -32,7 +32,9 @@ RESULTS = ROOT / "benchmarks" / "results" / "mujoco"
 # a 2-core CPU can run 50k steps of in reasonable time (the 2048-wide update is about 27 times SAC's there).
 CROSSQ_256 = ["--agent", "crossq", "--critic-hidden-sizes", "256", "256"]
 VARIANTS = {"crossq-256": CROSSQ_256,
-            "crossq-256-clip": [*CROSSQ_256, "--log-std-bound", "clip", "--log-std-min", "-20"],  # SBX's log-std
+            # SBX's log-std (a clip of the head's output to [-20, 2]) and temperature loss (in log alpha)
+            "crossq-256-sbx": [*CROSSQ_256, "--log-std-bound", "clip", "--log-std-min", "-20", "--temperature-loss",
+                               "log_alpha"],
             "crossq-256-n3": [*CROSSQ_256, "--n-step", "3"],
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"]}  # 5k random steps instead of the preset's 10k
 # Other packages' agents, run with the same evaluation: Stable-Baselines3 SAC, and SBX's CrossQ (in its own virtual
@@ -137,8 +139,8 @@ def report(args) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    print("| env | agent | final return, mean +- std over seeds | per seed | wall time per run |")
-    print("|---|---|---|---|---|")
+    print("| env | agent | final return, mean +- std over seeds | per seed | late mean, per seed | wall time per run |")
+    print("|---|---|---|---|---|---|")
     fig, axes = plt.subplots(1, len(args.envs), figsize=(6.5 * len(args.envs), 4.5), squeeze=False)
     for ax, env_id in zip(axes[0], args.envs):
         for agent in args.agents:
@@ -150,7 +152,11 @@ def report(args) -> None:
                 else f"{finals[0]:.0f}"
             walls = [float((run_dir(env_id, agent, s) / "wall_seconds.txt").read_text())
                      for s in args.seeds if (run_dir(env_id, agent, s) / "wall_seconds.txt").is_file()]
+            # Hopper's return at one evaluation swings by thousands from one to the next: the mean over the
+            # evaluations of the last 40% of the run tells agents apart better than the last alone.
+            late = [returns[steps >= 0.6 * args.steps].mean() for steps, returns in runs]
             print(f"| {env_id} | {agent} | {spread} | {', '.join(f'{r:.0f}' for r in finals)} | "
+                  f"{statistics.mean(late):.0f} ({', '.join(f'{r:.0f}' for r in late)}) | "
                   f"{statistics.median(walls) / 60:.0f} min |")
             grid, mean, lower, upper = aggregate(runs)
             line, = ax.plot(grid, mean, marker="o", markersize=3, label=f"{agent} ({len(runs)} seeds)")

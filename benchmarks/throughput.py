@@ -1,13 +1,21 @@
-"""Throughput benchmark: our train.py against Stable-Baselines3 SAC with the same hyperparameters.
+"""Throughput benchmark: our train.py against Stable-Baselines3 and SBX with the same hyperparameters.
 
-    python benchmarks/throughput.py                       # Pendulum-v1 and HalfCheetah-v5, 3 alternating rounds
+    python benchmarks/throughput.py                       # SAC on Pendulum-v1 and HalfCheetah-v5 against SB3
+    python benchmarks/throughput.py --agents sac crossq td3 --sbx-python ~/sbx-venv/bin/python
+    python benchmarks/throughput.py --agents crossq --envs Pendulum-v1 --updates-per-step 4 --sbx-python ...
     python benchmarks/throughput.py --logging             # also: wandb offline against disabled (ours)
     python benchmarks/throughput.py --envs Pendulum-v1 --rounds 5 --ours-flags --precision bf16
 
-Both sides: batch 256, 256x256 networks, one update per env step, 1,000 random steps first, buffer 1e6, no
-evaluation during training, the same torch thread count. Env steps per second are measured once updates have
-started (the random phase is excluded), for each round; the two sides alternate so that drift in the machine's
-speed hits both. Also reported: the median time of one of our updates alone. Needs `pip install -e ".[bench]"`.
+Every side: batch 256, 256x256 networks (CrossQ's critics too), --updates-per-step updates per env step (1), 1,000
+random steps first, buffer 1e6, no evaluation during training, the same thread count. Env steps per second are
+measured once updates have started (the random phase is excluded), for each round; the sides alternate so that
+drift in the machine's speed hits all. Stable-Baselines3 runs SAC and TD3 (`pip install -e ".[bench]"`). SBX, the
+JAX version, runs SAC, TD3 and CrossQ from its own virtual environment, as a user would install it:
+
+    python -m venv ~/sbx-venv && ~/sbx-venv/bin/pip install torch==2.13.0 && \\
+        ~/sbx-venv/bin/pip install sbx-rl "jax[cpu]" "gymnasium[mujoco]"
+
+Also reported: the median time of one of our updates alone.
 """
 
 import argparse
@@ -27,11 +35,12 @@ LOG_EVERY = 500
 
 
 def ours(env_id: str, steps: int, threads: int, extra: list[str], wandb: str = "disabled") -> float:
-    """Env steps/s of train.py after learning starts (from its per-interval progress lines, first one skipped)."""
+    """Env steps/s of train.py after learning starts (from its per-interval progress lines, first one skipped).
+    `extra`: the agent's flags and any others."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, str(ROOT / "train.py"), "--env", env_id, "--total-steps", str(steps),
                "--learning-starts", str(LEARNING_STARTS), "--batch-size", "256", "--buffer-size", "1000000",
-               "--hidden-sizes", "256", "256", "--updates-per-step", "1", "--eval-every", "0",
+               "--eval-every", "0",
                "--eval-episodes", "0", "--checkpoint-every", "0", "--no-save-buffer", "--threads", str(threads),
                "--log-every", str(LOG_EVERY), "--wandb", wandb, "--run-dir", f"{tmp}/run", *extra]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
@@ -45,36 +54,56 @@ def ours(env_id: str, steps: int, threads: int, extra: list[str], wandb: str = "
     return len(after) / sum(1.0 / r for r in after)
 
 
-SB3_WORKER = """
+# Each agent's settings on every side: batch 256, 256x256 networks (CrossQ's critics too), one update per env step
+# unless --updates-per-step says otherwise; CrossQ with its policy delay of 3, TD3 with its delay of 2.
+OUR_FLAGS = {"sac": ["--agent", "sac", "--hidden-sizes", "256", "256"],
+             "td3": ["--agent", "td3", "--hidden-sizes", "256", "256"],
+             "crossq": ["--agent", "crossq", "--actor-hidden-sizes", "256", "256", "--critic-hidden-sizes", "256",
+                        "256"]}
+PEER_WORKER = """
 import sys, time, torch, gymnasium as gym
-from stable_baselines3 import SAC
-from stable_baselines3.common.callbacks import BaseCallback
-env_id, steps, threads, learning_starts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+package, agent, env_id, steps, threads, learning_starts, updates = sys.argv[1:]
+steps, threads, learning_starts, updates = int(steps), int(threads), int(learning_starts), int(updates)
 torch.set_num_threads(threads)
+if package == "sbx":
+    import sbx as lib
+    from stable_baselines3.common.callbacks import BaseCallback
+else:
+    import stable_baselines3 as lib
+    from stable_baselines3.common.callbacks import BaseCallback
 class Timer(BaseCallback):
     t0 = None
     def _on_step(self):
         if self.num_timesteps == learning_starts + 500 + 1:
             self.t0 = time.perf_counter()
         return True
+net_arch = dict(pi=[256, 256], qf=[256, 256])
+cls = {"sac": lib.SAC, "td3": lib.TD3, "crossq": getattr(lib, "CrossQ", None)}[agent]
+kwargs = dict(learning_starts=learning_starts, batch_size=256, buffer_size=1_000_000, train_freq=1,
+              gradient_steps=updates, policy_kwargs=dict(net_arch=net_arch), seed=0)
+if package == "sb3":
+    kwargs["device"] = "cpu"
 timer = Timer()
-model = SAC("MlpPolicy", gym.make(env_id), learning_starts=learning_starts, batch_size=256, buffer_size=1_000_000,
-            train_freq=1, gradient_steps=1, policy_kwargs=dict(net_arch=[256, 256]), device="cpu", seed=0)
+model = cls("MlpPolicy", gym.make(env_id), **kwargs)
 model.learn(steps, callback=timer)
 print((steps - learning_starts - 500 - 1) / (time.perf_counter() - timer.t0))
 """
 
 
-def sb3(env_id: str, steps: int, threads: int) -> float:
-    out = subprocess.run([sys.executable, "-c", SB3_WORKER, env_id, str(steps), str(threads), str(LEARNING_STARTS)],
-                         capture_output=True, text=True)
+def peer(package: str, python: str, agent: str, env_id: str, steps: int, threads: int, updates: int) -> float:
+    """Env steps/s of Stable-Baselines3 (package "sb3") or SBX ("sbx", run by `python`) after learning starts."""
+    out = subprocess.run([python, "-c", PEER_WORKER, package, agent, env_id, str(steps), str(threads),
+                          str(LEARNING_STARTS), str(updates)], capture_output=True, text=True)
     if out.returncode != 0:
-        raise SystemExit(f"Stable-Baselines3 failed (pip install -e '.[bench]'):\n{out.stderr[-2000:]}")
+        hint = "--sbx-python: a virtual environment with sbx-rl" if package == "sbx" else "pip install -e '.[bench]'"
+        raise SystemExit(f"{package} failed ({hint}):\n{out.stderr[-2000:]}")
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def update_time_us(env_id: str, threads: int, extra: list[str], repeats: int = 300) -> float:
-    """Median wall time of one of our SAC updates (batch 256, 256x256), in microseconds, in a trainer's process."""
+def update_time_us(env_id: str, threads: int, extra: list[str], repeats: int = 600) -> float:
+    """Median wall time of one of our updates (batch 256; `extra`: the agent's flags), in microseconds, in a
+    trainer's process: the median over blocks of 6 consecutive updates of the block's mean, so that every block
+    holds whole policy-delay cycles (TD3's 2, CrossQ's 3: critic-only updates and actor updates alike)."""
     code = f"""
 import dataclasses, sys, time, statistics, torch
 sys.path.insert(0, {str(ROOT)!r})
@@ -82,7 +111,7 @@ from pathwise.cli import parse_args
 from pathwise.run import build_trainer
 import tempfile
 torch.set_num_threads({threads})
-args = ["--env", {env_id!r}, "--batch-size", "256", "--hidden-sizes", "256", "256", "--wandb", "disabled",
+args = ["--env", {env_id!r}, "--batch-size", "256", "--wandb", "disabled",
         "--buffer-size", "10000", "--run-dir", tempfile.mkdtemp() + "/run", *{extra!r}]
 config, _, _ = parse_args(args)
 trainer = build_trainer(config)
@@ -99,7 +128,7 @@ for i in range({repeats} + 2000):
     agent.update(batch)
     if i >= 2000:
         times.append(time.perf_counter() - t)
-print(statistics.median(times) * 1e6)
+print(statistics.median(sum(times[i:i + 6]) / 6 for i in range(0, len(times), 6)) * 1e6)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir())
     if out.returncode != 0:
@@ -111,38 +140,52 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
 
 
+def ratio(a: list[float], b: list[float]) -> str:
+    return f"{statistics.median(a) / statistics.median(b):.2f}x" if a and b else "-"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agents", nargs="+", default=["sac"], choices=list(OUR_FLAGS))
     parser.add_argument("--envs", nargs="+", default=["Pendulum-v1", "HalfCheetah-v5"])
     parser.add_argument("--steps", type=int, default=5_000, help="env steps per run (1,000 of them random)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--updates-per-step", type=int, default=1)
     parser.add_argument("--skip-sb3", action="store_true")
+    parser.add_argument("--sbx-python", help="the Python of a virtual environment with sbx-rl: SBX runs too")
     parser.add_argument("--logging", action="store_true", help="also compare wandb offline with disabled")
     parser.add_argument("--ours-flags", nargs=argparse.REMAINDER, default=[], help="more train.py flags (last)")
     args = parser.parse_args()
 
     results = {"machine": f"{platform.processor() or platform.machine()}, {args.threads} threads",
-               "steps": args.steps, "flags": args.ours_flags, "envs": {}}
-    print("| env | ours (env steps/s) | SB3 (env steps/s) | ratio | our update (median us) |")
-    print("|---|---|---|---|---|")
-    for env_id in args.envs:
-        mine, theirs, offline = [], [], []
-        for _ in range(args.rounds):
-            mine.append(ours(env_id, args.steps, args.threads, args.ours_flags))
-            if not args.skip_sb3:
-                theirs.append(sb3(env_id, args.steps, args.threads))
-            if args.logging:
-                offline.append(ours(env_id, args.steps, args.threads, args.ours_flags, wandb="offline"))
-        update = update_time_us(env_id, args.threads, args.ours_flags)
-        ratio = f"{statistics.median(mine) / statistics.median(theirs):.2f}x" if theirs else "-"
-        print(f"| {env_id} | {spread(mine)} | {spread(theirs) if theirs else '-'} | {ratio} | {update:.0f} |",
-              flush=True)
-        results["envs"][env_id] = {"ours": mine, "sb3": theirs, "update_us": update, "ours_offline": offline}
+               "steps": args.steps, "updates_per_step": args.updates_per_step, "flags": args.ours_flags,
+               "runs": {}}
+    print("| agent | env | ours (env steps/s) | SBX | ours / SBX | SB3 | ours / SB3 | our update (us) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for agent in args.agents:
+        flags = [*OUR_FLAGS[agent], "--updates-per-step", str(args.updates_per_step), *args.ours_flags]
+        for env_id in args.envs:
+            mine, sbx, sb3, offline = [], [], [], []
+            for _ in range(args.rounds):
+                mine.append(ours(env_id, args.steps, args.threads, flags))
+                if args.sbx_python:
+                    sbx.append(peer("sbx", args.sbx_python, agent, env_id, args.steps, args.threads,
+                                    args.updates_per_step))
+                if not args.skip_sb3 and agent != "crossq":  # Stable-Baselines3 itself has no CrossQ
+                    sb3.append(peer("sb3", sys.executable, agent, env_id, args.steps, args.threads,
+                                    args.updates_per_step))
+                if args.logging:
+                    offline.append(ours(env_id, args.steps, args.threads, flags, wandb="offline"))
+            update = update_time_us(env_id, args.threads, flags)
+            print(f"| {agent} | {env_id} | {spread(mine)} | {spread(sbx) if sbx else '-'} | {ratio(mine, sbx)} | "
+                  f"{spread(sb3) if sb3 else '-'} | {ratio(mine, sb3)} | {update:.0f} |", flush=True)
+            results["runs"][f"{agent} {env_id}"] = {"ours": mine, "sbx": sbx, "sb3": sb3, "update_us": update,
+                                                    "ours_offline": offline}
     if args.logging:
-        print("\n| env | wandb disabled | wandb offline | offline / disabled |\n|---|---|---|---|")
-        for env_id, r in results["envs"].items():
-            print(f"| {env_id} | {spread(r['ours'])} | {spread(r['ours_offline'])} | "
+        print("\n| run | wandb disabled | wandb offline | offline / disabled |\n|---|---|---|---|")
+        for name, r in results["runs"].items():
+            print(f"| {name} | {spread(r['ours'])} | {spread(r['ours_offline'])} | "
                   f"{statistics.median(r['ours_offline']) / statistics.median(r['ours']):.3f} |")
     out = ROOT / "benchmarks" / "results" / f"throughput-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(exist_ok=True)

@@ -187,3 +187,14 @@ def test_compiled_update_matches_the_eager_update():
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(flat(eager.actor), flat(compiled.actor), rtol=1e-4, atol=1e-5)
+
+
+def test_both_temperature_losses_push_alpha_the_same_way_and_only_one_scales_with_alpha():
+    log_prob = torch.tensor([0.5, 1.5])  # entropy -1, below the target of 0: alpha must grow
+    grads = {}
+    for form in ("alpha", "log_alpha"):
+        log_alpha = torch.tensor(0.1).log().requires_grad_()
+        temperature_loss(log_alpha, log_prob, 0.0, form).backward()
+        grads[form] = log_alpha.grad.item()
+    assert grads["log_alpha"] == pytest.approx(-1.0)  # -(mean log pi + target)
+    assert grads["alpha"] == pytest.approx(-0.1)  # the same, times alpha
