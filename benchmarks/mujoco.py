@@ -3,14 +3,17 @@
     python benchmarks/mujoco.py                                   # 2 envs x (sac, td3, crossq, sb3-sac) x 3 seeds
     python benchmarks/mujoco.py --agents sac sb3-sac --seeds 1 2 3 --steps 50000
     python benchmarks/mujoco.py --agents crossq-256 --envs HalfCheetah-v5     # CrossQ with CPU-sized critics
+    python benchmarks/mujoco.py --agents crossq-256 sbx-crossq-256 --sbx-python ~/sbx-venv/bin/python  # vs SBX
     python benchmarks/mujoco.py --report                          # table and plot from the finished runs only
 
 Every run: the env's preset (configs/), `--total-steps` env steps, a deterministic evaluation of 10 episodes every
 `--eval-every` steps and at the end. Stable-Baselines3 SAC gets rl-baselines3-zoo's settings for these envs (the
 same as our SAC preset: 10k random steps, lr 3e-4, batch 256, 256x256) and the same evaluation (episode i seeded
 10,000 + seed + i, as ours). Runs go to benchmarks/results/mujoco/<env>/<agent>/s<seed>/; a finished run is
-not run again, so an interrupted benchmark continues where it stopped. Prints a Markdown table for
-docs/benchmarks.md and writes docs/mujoco.png. Needs `pip install -e ".[bench]"` for sb3-sac.
+not run again, so an interrupted benchmark continues where it stopped; each run's evaluations.csv is kept in the
+repository. Prints a Markdown table for docs/benchmarks.md and writes docs/mujoco.png (IQM over seeds with 95%
+stratified-bootstrap intervals). Needs `pip install -e ".[bench]"` for sb3-sac, and SBX in its own virtual
+environment for sbx-crossq-256 (benchmarks/throughput.py shows how).
 """
 
 import argparse
