@@ -141,10 +141,13 @@ class SAC:
     def grad_norms(self) -> dict[str, torch.Tensor]:
         return grad_norms(critic=self.critic.parameters(), actor=self.actor.parameters())
 
+    def _critic_loss(self, batch: Batch, alpha: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return critic_loss(batch, self.actor, self.critic, self.critic_target, alpha)
+
     def _losses(self, batch: Batch, alpha: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The sum of the three losses, and their diagnostics."""
         with self.autocast:
-            loss_q, info = critic_loss(batch, self.actor, self.critic, self.critic_target, alpha)
+            loss_q, info = self._critic_loss(batch, alpha)
             loss_pi, log_prob, actor_info = actor_loss(batch.obs, self.actor, self._frozen_critic, alpha)
         info.update(actor_info)
         loss = loss_q + loss_pi

@@ -15,7 +15,7 @@ import torch
 from agents.hyperparams import check
 from agents.networks import Actor, QEnsemble
 from agents.replay_buffer import Batch
-from agents.sac import SAC, SACConfig, actor_loss, temperature_loss
+from agents.sac import SAC, SACConfig
 
 
 @dataclass(frozen=True)
@@ -82,15 +82,5 @@ class TQC(SAC):
         """The actor's Q: the mean over every critic's quantiles, as one row (1, B)."""
         return self.critic(obs, action, frozen=True).mean(dim=(0, 2))[None]
 
-    def _losses(self, batch: Batch, alpha: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        with self.autocast:
-            loss_q, info = critic_loss(batch, self.actor, self.critic, self.critic_target, alpha,
-                                       self.config.drop_per_critic)
-            loss_pi, log_prob, actor_info = actor_loss(batch.obs, self.actor, self._frozen_critic, alpha)
-        info.update(actor_info)
-        loss = loss_q + loss_pi
-        if self.autotune:
-            loss_alpha = temperature_loss(self.log_alpha, log_prob, self.target_entropy, self.config.temperature_loss)
-            info["alpha_loss"] = loss_alpha.detach()
-            loss = loss + loss_alpha
-        return loss, info
+    def _critic_loss(self, batch: Batch, alpha: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return critic_loss(batch, self.actor, self.critic, self.critic_target, alpha, self.config.drop_per_critic)
