@@ -34,21 +34,59 @@ class BatchRenorm(nn.Module):
 
     def forward(self, x: torch.Tensor, frozen: bool = False) -> torch.Tensor:
         weight, bias = (self.weight.detach(), self.bias.detach()) if frozen else (self.weight, self.bias)
-        x = x.float()  # statistics in float32, as batch norm under autocast (the running ones are float32)
-        if not self.training:
-            return (x - self.running_mean) * torch.rsqrt(self.running_var + self.eps) * weight + bias
-        mean = x.mean(dim=-2, keepdim=True)
-        var = x.var(dim=-2, keepdim=True, unbiased=False)
-        std = (var + self.eps).sqrt()
-        with torch.no_grad():  # r and d are constants to the gradient (Ioffe 2017, algorithm 1)
-            running_std = (self.running_var + self.eps).sqrt()
-            warm = self.steps >= self.warmup_steps  # a tensor: no host sync
-            r = torch.where(warm, (std / running_std).clamp(1.0 / self.r_max, self.r_max), 1.0)
-            d = torch.where(warm, ((mean - self.running_mean) / running_std).clamp(-self.d_max, self.d_max), 0.0)
+        # Statistics in the running statistics' precision (float32 under bf16 autocast, as batch norm).
+        x = x.to(self.running_mean.dtype)
+        if not self.training:  # one multiply-add: (x - m) / s * w + b = x * a + c, a and c per feature
+            scale = torch.rsqrt(self.running_var + self.eps) * weight
+            return torch.addcmul(bias - self.running_mean * scale, x, scale)
+        warm = self.steps >= self.warmup_steps  # a tensor: no host sync
+        y, mean, var = _BatchRenormTrain.apply(x, weight, bias, self.running_mean, self.running_var, warm,
+                                               self.eps, self.r_max, self.d_max)
+        with torch.no_grad():
             self.running_mean.lerp_(mean, self.momentum)
             self.running_var.lerp_(var, self.momentum)
             self.steps += 1
-        return ((x - mean) / std * r + d) * weight + bias
+        return y
+
+
+class _BatchRenormTrain(torch.autograd.Function):
+    """Batch renormalization in training mode over dim -2, forward and backward written out: autograd's version
+    (mean, var, then each factor applied in turn) made about ten full passes over the activations each way,
+    and torch.var's Welford reduction over dim -2 alone was 15x slower than two plain passes on a CPU.
+
+    y = (x - m) / s * r + d) * w + b = (x - m) * a + c with a = r w / s and c = d w + b, per feature. Returns
+    y and the batch's mean and biased variance (for the running statistics, without gradient)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, warm, eps, r_max, d_max):
+        mean = x.mean(dim=-2, keepdim=True)
+        centered = x - mean
+        var = centered.square().mean(dim=-2, keepdim=True)
+        inv_std = torch.rsqrt(var + eps)
+        # r and d are constants to the gradient (Ioffe 2017, algorithm 1); r = 1, d = 0 before the warm-up ends.
+        running_inv_std = torch.rsqrt(running_var + eps)
+        r = torch.where(warm, (running_inv_std / inv_std).clamp(1.0 / r_max, r_max), 1.0)
+        d = torch.where(warm, ((mean - running_mean) * running_inv_std).clamp(-d_max, d_max), 0.0)
+        scale = inv_std * r * weight
+        ctx.save_for_backward(centered, inv_std, r, d, scale)
+        ctx.mark_non_differentiable(mean, var)
+        return torch.addcmul(d * weight + bias, centered, scale), mean, var
+
+    @staticmethod
+    def backward(ctx, dy, _mean_grad, _var_grad):
+        centered, inv_std, r, d, scale = ctx.saved_tensors
+        n = centered.shape[-2]
+        sum_dy = dy.sum(dim=-2, keepdim=True)
+        sum_dy_centered = (dy * centered).sum(dim=-2, keepdim=True)
+        dx = dweight = dbias = None
+        if ctx.needs_input_grad[0]:  # batch norm's input gradient, times r: a (dy - mean(dy) - x^ mean(dy x^))
+            dx = torch.addcmul(scale * sum_dy / -n, dy, scale)
+            dx.addcmul_(centered, scale * inv_std.square() * sum_dy_centered / -n)
+        if ctx.needs_input_grad[1]:  # dy/dw = x^ r + d, x^ = (x - m) / s
+            dweight = r * inv_std * sum_dy_centered + d * sum_dy
+        if ctx.needs_input_grad[2]:
+            dbias = sum_dy
+        return dx, dweight, dbias, None, None, None, None, None, None
 
 
 class LayerNorm(nn.Module):

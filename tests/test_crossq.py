@@ -92,6 +92,41 @@ def test_batch_renorm_keeps_separate_statistics_per_ensemble_member():
         torch.testing.assert_close(layer.running_mean[e, 0], x[e].mean(0))
 
 
+def reference_batch_renorm(layer: BatchRenorm, x: torch.Tensor) -> torch.Tensor:
+    """Ioffe (2017), algorithm 1, written op by op for autograd, with r and d held constant."""
+    mean, var = x.mean(dim=-2, keepdim=True), x.var(dim=-2, keepdim=True, unbiased=False)
+    std, running_std = (var + layer.eps).sqrt(), (layer.running_var + layer.eps).sqrt()
+    warm = bool(layer.steps >= layer.warmup_steps)
+    r = (std / running_std).clamp(1 / layer.r_max, layer.r_max).detach() if warm else 1.0
+    d = ((mean - layer.running_mean) / running_std).clamp(-layer.d_max, layer.d_max).detach() if warm else 0.0
+    return ((x - mean) / std * r + d) * layer.weight + layer.bias
+
+
+@pytest.mark.parametrize("ensemble", [None, 3])
+@pytest.mark.parametrize("warmup_steps", [0, 10])
+def test_batch_renorm_gradients_equal_autograd_through_the_textbook_formula(ensemble, warmup_steps):
+    torch.manual_seed(0)
+    layer = BatchRenorm(6, ensemble_size=ensemble, warmup_steps=warmup_steps, r_max=1.5, d_max=0.5).double()
+    with torch.no_grad():
+        layer.weight.uniform_(0.5, 2.0)
+        layer.bias.uniform_(-1.0, 1.0)
+        layer.running_mean.uniform_(-1.0, 1.0)  # far enough from the batch's that some r and d hit their bounds
+        layer.running_var.uniform_(0.2, 6.0)
+    shape = (64, 6) if ensemble is None else (ensemble, 64, 6)
+    x = (torch.randn(shape, dtype=torch.float64) * 2 + 0.5).requires_grad_(True)
+    upstream = torch.randn(shape, dtype=torch.float64)
+    reference = reference_batch_renorm(layer, x)
+    ref_grads = torch.autograd.grad((reference * upstream).sum(), [x, layer.weight, layer.bias])
+    y = layer(x)
+    grads = torch.autograd.grad((y * upstream).sum(), [x, layer.weight, layer.bias])
+    torch.testing.assert_close(y, reference)
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got, want)
+    frozen = layer(x, frozen=True)  # detached scale and shift: the gradient reaches x alone
+    (dx,) = torch.autograd.grad((frozen * upstream).sum(), [x])
+    assert torch.isfinite(dx).all()
+
+
 # ---- one update ---------------------------------------------------------------------------------------------
 
 
