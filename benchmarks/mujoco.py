@@ -39,6 +39,7 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             "crossq-256-sbx": [*CROSSQ_256, "--log-std-bound", "clip", "--log-std-min", "-20", "--temperature-loss",
                                "log_alpha"],
             "crossq-256-n3": [*CROSSQ_256, "--n-step", "3"],
+            "crossq-256-utd2": [*CROSSQ_256, "--updates-per-step", "2"],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}

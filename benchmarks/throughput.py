@@ -4,7 +4,7 @@
     python benchmarks/throughput.py --agents sac crossq td3 --sbx-python ~/sbx-venv/bin/python
     python benchmarks/throughput.py --agents crossq --envs Pendulum-v1 --updates-per-step 4 --sbx-python ...
     python benchmarks/throughput.py --logging             # also: wandb offline against disabled (ours)
-    python benchmarks/throughput.py --envs Pendulum-v1 --rounds 5 --ours-flags --precision bf16
+    python benchmarks/throughput.py --agents sac crossq --precisions fp32 bf16 --sbx-python ...  # ours in both
 
 Every side: batch 256, 256x256 networks (CrossQ's critics too), --updates-per-step updates per env step (1), 1,000
 random steps first, buffer 1e6, no evaluation during training, the same thread count. Env steps per second are
@@ -152,6 +152,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--updates-per-step", type=int, default=1)
+    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
+                        help="our side in each (--precision), a row each; the peers run in float32")
     parser.add_argument("--skip-sb3", action="store_true")
     parser.add_argument("--sbx-python", help="the Python of a virtual environment with sbx-rl: SBX runs too")
     parser.add_argument("--logging", action="store_true", help="also compare wandb offline with disabled")
@@ -166,9 +168,11 @@ def main() -> None:
     for agent in args.agents:
         flags = [*OUR_FLAGS[agent], "--updates-per-step", str(args.updates_per_step), *args.ours_flags]
         for env_id in args.envs:
-            mine, sbx, sb3, offline = [], [], [], []
+            mine = {p: [] for p in args.precisions}
+            sbx, sb3, offline = [], [], []
             for _ in range(args.rounds):
-                mine.append(ours(env_id, args.steps, args.threads, flags))
+                for precision in args.precisions:
+                    mine[precision].append(ours(env_id, args.steps, args.threads, [*flags, "--precision", precision]))
                 if args.sbx_python:
                     sbx.append(peer("sbx", args.sbx_python, agent, env_id, args.steps, args.threads,
                                     args.updates_per_step))
@@ -177,11 +181,13 @@ def main() -> None:
                                     args.updates_per_step))
                 if args.logging:
                     offline.append(ours(env_id, args.steps, args.threads, flags, wandb="offline"))
-            update = update_time_us(env_id, args.threads, flags)
-            print(f"| {agent} | {env_id} | {spread(mine)} | {spread(sbx) if sbx else '-'} | {ratio(mine, sbx)} | "
-                  f"{spread(sb3) if sb3 else '-'} | {ratio(mine, sb3)} | {update:.0f} |", flush=True)
-            results["runs"][f"{agent} {env_id}"] = {"ours": mine, "sbx": sbx, "sb3": sb3, "update_us": update,
-                                                    "ours_offline": offline}
+            for precision, rates in mine.items():
+                update = update_time_us(env_id, args.threads, [*flags, "--precision", precision])
+                name = agent if precision == "fp32" else f"{agent} ({precision})"
+                print(f"| {name} | {env_id} | {spread(rates)} | {spread(sbx) if sbx else '-'} | {ratio(rates, sbx)} | "
+                      f"{spread(sb3) if sb3 else '-'} | {ratio(rates, sb3)} | {update:.0f} |", flush=True)
+                results["runs"][f"{name} {env_id}"] = {"ours": rates, "sbx": sbx, "sb3": sb3, "update_us": update,
+                                                       "ours_offline": offline}
     if args.logging:
         print("\n| run | wandb disabled | wandb offline | offline / disabled |\n|---|---|---|---|")
         for name, r in results["runs"].items():
