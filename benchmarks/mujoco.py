@@ -165,7 +165,8 @@ def report(args) -> None:
                   f"{statistics.mean(late):.0f} ({', '.join(f'{r:.0f}' for r in late)}) | "
                   f"{statistics.median(walls) / 60:.0f} min |")
             grid, mean, lower, upper = aggregate(runs)
-            line, = ax.plot(grid, mean, marker="o", markersize=3, label=f"{agent} ({len(runs)} seeds)")
+            line, = ax.plot(grid, mean, marker="o", markersize=3, label=f"{agent} ({len(runs)} seeds)",
+                            color=f"C{args.agents.index(agent)}")  # one color per agent in every panel
             ax.fill_between(grid, lower, upper, color=line.get_color(), alpha=0.2, linewidth=0)
         ax.set(title=env_id, xlabel="env steps", ylabel=f"evaluation return ({AGGREGATES['iqm']})")
         ax.grid(alpha=0.3)
