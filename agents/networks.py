@@ -54,7 +54,7 @@ class _BatchRenormTrain(torch.autograd.Function):
     (mean, var, then each factor applied in turn) made about ten full passes over the activations each way,
     and torch.var's Welford reduction over dim -2 alone was 15x slower than two plain passes on a CPU.
 
-    y = (x - m) / s * r + d) * w + b = (x - m) * a + c with a = r w / s and c = d w + b, per feature. Returns
+    y = ((x - m) / s * r + d) * w + b = (x - m) * a + c with a = r w / s and c = d w + b, per feature. Returns
     y and the batch's mean and biased variance (for the running statistics, without gradient)."""
 
     @staticmethod

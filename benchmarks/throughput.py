@@ -179,18 +179,20 @@ def main() -> None:
                 if not args.skip_sb3 and agent != "crossq":  # Stable-Baselines3 itself has no CrossQ
                     sb3.append(peer("sb3", sys.executable, agent, env_id, args.steps, args.threads,
                                     args.updates_per_step))
-                if args.logging:
-                    offline.append(ours(env_id, args.steps, args.threads, flags, wandb="offline"))
+                if args.logging:  # in the first precision: its row compares offline with disabled
+                    offline.append(ours(env_id, args.steps, args.threads, [*flags, "--precision", args.precisions[0]],
+                                        wandb="offline"))
             for precision, rates in mine.items():
                 update = update_time_us(env_id, args.threads, [*flags, "--precision", precision])
                 name = agent if precision == "fp32" else f"{agent} ({precision})"
                 print(f"| {name} | {env_id} | {spread(rates)} | {spread(sbx) if sbx else '-'} | {ratio(rates, sbx)} | "
                       f"{spread(sb3) if sb3 else '-'} | {ratio(rates, sb3)} | {update:.0f} |", flush=True)
+                first = precision == args.precisions[0]
                 results["runs"][f"{name} {env_id}"] = {"ours": rates, "sbx": sbx, "sb3": sb3, "update_us": update,
-                                                       "ours_offline": offline}
+                                                       "ours_offline": offline if first else []}
     if args.logging:
         print("\n| run | wandb disabled | wandb offline | offline / disabled |\n|---|---|---|---|")
-        for name, r in results["runs"].items():
+        for name, r in ((name, r) for name, r in results["runs"].items() if r["ours_offline"]):
             print(f"| {name} | {spread(r['ours'])} | {spread(r['ours_offline'])} | "
                   f"{statistics.median(r['ours_offline']) / statistics.median(r['ours']):.3f} |")
     out = ROOT / "benchmarks" / "results" / f"throughput-{time.strftime('%Y%m%d-%H%M%S')}.json"
