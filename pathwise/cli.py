@@ -17,6 +17,7 @@ from pathwise.config import (
     check_layer,
     flag,
     layered,
+    named_presets,
     resolve,
     run_fields,
     section_fields,
@@ -79,7 +80,9 @@ def build_parser(name: str = DEFAULT_AGENT, layers: dict | None = None) -> argpa
                     "from the defaults, the presets in configs/ (the env's, then the agent's for that env), "
                     "--config, then these flags; each flag's default below is the value this run would use.",
     )
-    parser.add_argument("--config", metavar="FILE", help="YAML file of overrides, applied after the presets.")
+    parser.add_argument("--config", metavar="FILE|NAME",
+                        help="YAML file of overrides, applied after the presets, or a named preset: "
+                             f"{', '.join(named_presets())} (configs/named/).")
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue the run in RUN_DIR from its latest checkpoint (then only "
                              f"{', '.join(flag(f) for f in run_fields('resumable'))} may be given).")

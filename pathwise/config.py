@@ -28,6 +28,8 @@ from pathwise.errors import UserError
 # The presets: pathwise/configs/ in an installed package, configs/ at the top of a checkout.
 _HERE = Path(__file__).resolve().parent
 CONFIG_DIR = _HERE / "configs" if (_HERE / "configs").is_dir() else _HERE.parent / "configs"
+# Named presets: whole recipes that `--config NAME` applies on top of the env's and agent's presets.
+NAMED_DIR = CONFIG_DIR / "named"
 DEFAULT_AGENT = "sac"
 
 
@@ -393,9 +395,26 @@ def preset_paths(env_id: str, agent: str) -> list[Path]:
     return [p for p in (CONFIG_DIR / f"{env_id}.yaml", CONFIG_DIR / agent / f"{env_id}.yaml") if p.is_file()]
 
 
+def named_presets() -> list[str]:
+    return sorted(path.stem for path in NAMED_DIR.glob("*.yaml"))
+
+
+def config_path(value: str) -> Path:
+    """`--config`'s value: a YAML file, or the name of a named preset (configs/named/NAME.yaml)."""
+    path, named = Path(value), NAMED_DIR / f"{value}.yaml"
+    if path.is_file() or path.suffix in (".yaml", ".yml") or "/" in value:
+        return path  # load_yaml says if it is missing
+    if named.is_file():
+        return named
+    raise UserError(f"--config {value}: no such file, and no named preset of that name (the named presets: "
+                    f"{', '.join(named_presets())}).")
+
+
 def layered(overrides: dict, config_file: str | None = None) -> tuple[str, dict]:
-    """The agent's name, and the presets <- `config_file` <- `overrides` (a nested dict, typically from flags)
-    merged into one dict, each layer checked on its own."""
+    """The agent's name, and the presets <- `config_file` (a YAML file or a named preset) <- `overrides` (a nested
+    dict, typically from flags) merged into one dict, each layer checked on its own."""
+    if config_file:
+        config_file = str(config_path(config_file))
     user = load_yaml(config_file) if config_file else {}
     env_id = overrides.get("env") or user.get("env") or Config.env
     name = overrides.get("agent") or user.get("agent") or DEFAULT_AGENT

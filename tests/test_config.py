@@ -1,4 +1,6 @@
 import dataclasses
+import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -134,3 +136,29 @@ def test_env_kwargs_reach_every_env_of_the_run_and_travel_with_it(tiny, tmp_path
         build_trainer(tiny(env_kwargs={"gravity": 3}, run_dir=str(tmp_path / "other")))
     with pytest.raises(UserError, match=r"fails with env_kwargs {'g': 'abc'}: TypeError"):
         build_trainer(tiny(env_kwargs={"g": "abc"}, run_dir=str(tmp_path / "other")))
+
+
+def test_named_preset_is_a_config_by_name_and_layers_over_the_env_presets():
+    config, _, _ = parse_args(["--env", "Hopper-v5", "--config", "sample-efficient"])
+    assert config.agent.name == "crossq" and config.updates_per_step == 2
+    assert config.agent.critic_hidden_sizes == (256, 256)
+    assert config.learning_starts == 5000  # configs/crossq/Hopper-v5.yaml, under the named preset
+    config, _, _ = parse_args(["--env", "Hopper-v5", "--config", "sample-efficient", "--updates-per-step", "1"])
+    assert config.updates_per_step == 1  # flags still win
+
+
+@pytest.mark.parametrize("env", ["Hopper-v5", "HalfCheetah-v5"])
+def test_named_preset_is_the_run_its_benchmark_measured(env):
+    """docs/benchmarks.md reports the preset's returns from benchmarks/mujoco.py's crossq-256-utd2 runs."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "mujoco.py"
+    spec = importlib.util.spec_from_file_location("benchmark_mujoco", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    preset, _, _ = parse_args(["--env", env, "--config", "sample-efficient"])
+    measured, _, _ = parse_args(["--env", env, *bench.VARIANTS["crossq-256-utd2"]])
+    assert preset == measured
+
+
+def test_unknown_named_preset_lists_the_known_ones():
+    with pytest.raises(UserError, match="no named preset of that name .*sample-efficient"):
+        resolve({}, "sample-efficent")
