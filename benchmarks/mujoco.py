@@ -40,6 +40,9 @@ VARIANTS = {"crossq-256": CROSSQ_256,
                                "log_alpha"],
             "crossq-256-n3": [*CROSSQ_256, "--n-step", "3"],
             "crossq-256-utd2": [*CROSSQ_256, "--updates-per-step", "2"],
+            # the same update in bfloat16 autocast (pays on CPUs with native bf16 GEMMs: AVX512-BF16 or AMX)
+            "crossq-256-utd2-bf16": [*CROSSQ_256, "--updates-per-step", "2", "--precision", "bf16"],
+            "crossq-256-utd4-bf16": [*CROSSQ_256, "--updates-per-step", "4", "--precision", "bf16"],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}
