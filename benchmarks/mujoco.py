@@ -39,6 +39,7 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             "crossq-256-sbx": [*CROSSQ_256, "--log-std-bound", "clip", "--log-std-min", "-20", "--temperature-loss",
                                "log_alpha"],
             "crossq-256-n3": [*CROSSQ_256, "--n-step", "3"],
+            # the named preset sample-efficient (configs/named/): tests/test_config.py checks they resolve alike
             "crossq-256-utd2": [*CROSSQ_256, "--updates-per-step", "2"],
             # the same update in bfloat16 autocast (pays on CPUs with native bf16 GEMMs: AVX512-BF16 or AMX)
             "crossq-256-utd2-bf16": [*CROSSQ_256, "--updates-per-step", "2", "--precision", "bf16"],
