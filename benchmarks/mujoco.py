@@ -12,8 +12,8 @@ same as our SAC preset: 10k random steps, lr 3e-4, batch 256, 256x256) and the s
 10,000 + seed + i, as ours). Runs go to benchmarks/results/mujoco/<env>/<agent>/s<seed>/; a finished run is
 not run again, so an interrupted benchmark continues where it stopped; each run's evaluations.csv is kept in the
 repository. Prints a Markdown table for docs/benchmarks.md and writes docs/mujoco.png (IQM over seeds with 95%
-stratified-bootstrap intervals). Needs `pip install -e ".[bench]"` for sb3-sac, and SBX in its own virtual
-environment for sbx-crossq-256 (benchmarks/throughput.py shows how).
+stratified-bootstrap intervals). Needs `pip install -e ".[bench]"` for sb3-sac and sb3-tqc-5k, and SBX in its
+own virtual environment for sbx-crossq-256 (benchmarks/throughput.py shows how).
 """
 
 import argparse
@@ -47,9 +47,9 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}
-# Other packages' agents, run with the same evaluation: Stable-Baselines3 SAC, and SBX's CrossQ (in its own virtual
-# environment: --sbx-python).
-PEERS = ("sb3-sac", "sbx-crossq-256")
+# Other packages' agents, run with the same evaluation: Stable-Baselines3 SAC, sb3-contrib's TQC, and SBX's CrossQ
+# (in its own virtual environment: --sbx-python).
+PEERS = ("sb3-sac", "sb3-tqc-5k", "sbx-crossq-256")
 
 PEER_WORKER = """
 import csv, os, sys, numpy as np, torch, gymnasium as gym
@@ -77,6 +77,9 @@ class Evaluate(BaseCallback):
 if peer == "sb3-sac":  # rl-baselines3-zoo hyperparams/sac.yml for MuJoCo: 10k random steps, else SB3's defaults
     from stable_baselines3 import SAC
     model = SAC("MlpPolicy", gym.make(env_id), learning_starts=10_000, seed=seed, device="cpu")
+elif peer == "sb3-tqc-5k":  # sb3-contrib's TQC at its defaults (2 x 25 quantiles, 2 dropped each) as our tqc-5k
+    from sb3_contrib import TQC
+    model = TQC("MlpPolicy", gym.make(env_id), learning_starts=5_000, seed=seed, device="cpu")
 else:  # sbx-crossq-256: SBX's CrossQ as our crossq-256 runs (zoo's 5k random steps, 256-wide critics)
     from sbx import CrossQ
     model = CrossQ("MlpPolicy", gym.make(env_id), learning_starts=5_000, seed=seed,
