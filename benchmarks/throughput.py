@@ -192,7 +192,9 @@ def main() -> None:
                                                        "ours_offline": offline if first else []}
     if args.logging:
         print("\n| run | wandb disabled | wandb offline | offline / disabled |\n|---|---|---|---|")
-        for name, r in ((name, r) for name, r in results["runs"].items() if r["ours_offline"]):
+        for name, r in results["runs"].items():
+            if not r["ours_offline"]:  # the other precisions' rows
+                continue
             print(f"| {name} | {spread(r['ours'])} | {spread(r['ours_offline'])} | "
                   f"{statistics.median(r['ours_offline']) / statistics.median(r['ours']):.3f} |")
     out = ROOT / "benchmarks" / "results" / f"throughput-{time.strftime('%Y%m%d-%H%M%S')}.json"
