@@ -51,6 +51,9 @@ def ours(env_id: str, steps: int, threads: int, extra: list[str], wandb: str = "
     # Intervals that lie wholly after learning starts, less the first (warm-up); equal lengths, so the
     # overall rate is the harmonic mean of the interval rates.
     after = [r for step, r in rates if step - LOG_EVERY >= LEARNING_STARTS + LOG_EVERY]
+    if not after:
+        raise SystemExit(f"--steps {steps} leaves no timed interval: give at least "
+                         f"{LEARNING_STARTS + 3 * LOG_EVERY} (random steps, a warm-up interval, a timed one).")
     return len(after) / sum(1.0 / r for r in after)
 
 
