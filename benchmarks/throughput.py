@@ -53,7 +53,7 @@ def ours(env_id: str, steps: int, threads: int, extra: list[str], wandb: str = "
     after = [r for step, r in rates if step - LOG_EVERY >= LEARNING_STARTS + LOG_EVERY]
     if not after:
         raise SystemExit(f"--steps {steps} leaves no timed interval: give at least "
-                         f"{LEARNING_STARTS + 3 * LOG_EVERY} (random steps, a warm-up interval, a timed one).")
+                         f"{LEARNING_STARTS + 2 * LOG_EVERY} (random steps, a warm-up interval, a timed one).")
     return len(after) / sum(1.0 / r for r in after)
 
 
