@@ -15,7 +15,7 @@ from typing import ClassVar
 import torch
 
 from agents.hyperparams import ActorCriticConfig, MaxEntropyConfig, check, check_widths
-from agents.networks import Actor, BatchRenorm, QEnsemble
+from agents.networks import Actor, BatchRenorm, QEnsemble, hidden_linears, project_to_unit_rows_
 from agents.replay_buffer import Batch
 from agents.sac import actor_loss, init_temperature, temperature_loss
 from agents.scaffold import adam, autocast, compiled, grad_norms
@@ -45,6 +45,10 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
     """Weight of each batch in the running statistics of batch renormalization."""
     renorm_warmup_steps: int = 100_000
     """Training calls of each batch-renorm layer with plain batch norm before the renormalization starts."""
+    weight_norm: bool = False
+    """Keep each hidden unit's weights and bias at unit norm after every optimizer step (CrossQ + WN, Palenicek
+    et al. 2025): the batch norm after it makes that free, and it keeps the effective learning rate from decaying
+    as the weights grow, which high update ratios speed up. MLP networks only."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -57,6 +61,8 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
               f"batch_norm_momentum must lie in (0, 1], got {self.batch_norm_momentum}.")
         check(self.renorm_warmup_steps >= 0,
               f"renorm_warmup_steps must be zero or positive, got {self.renorm_warmup_steps}.")
+        check(not self.weight_norm or self.network == "mlp",
+              f"weight_norm needs the mlp network: the {self.network} network has no batch norm after every layer.")
 
     def make_agent(self, obs_dim: int, act_dim: int, device: torch.device, precision: str = "fp32",
                    compile: bool = False) -> "CrossQ":
@@ -96,6 +102,10 @@ class CrossQ:
         self.actor = config.make_actor(obs_dim, act_dim).to(device)  # eval mode, but inside update
         self.critic = QEnsemble(obs_dim, act_dim, config.critic_hidden_sizes, config.num_critics,
                                 norm=config.norm(), network=config.network).to(device).eval()  # train mode: critic loss
+        # With weight normalization: the hidden layers projected once here, and after each of their steps.
+        self.actor_linears = hidden_linears(self.actor) if config.weight_norm else []
+        self.critic_linears = hidden_linears(self.critic) if config.weight_norm else []
+        project_to_unit_rows_(self.actor_linears + self.critic_linears)
         self.target_entropy, self.log_alpha = init_temperature(config, act_dim, device)
         self.autotune = config.alpha is None
         betas = (config.adam_beta1, 0.999)
@@ -146,6 +156,7 @@ class CrossQ:
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss_q.backward()
         self.critic_optimizer.step()
+        project_to_unit_rows_(self.critic_linears)
         self.critic.eval()
         if self.updates % self.config.policy_delay == 0:
             # The actor normalizes by its batch's statistics (and moves its running ones); the critics value its
@@ -155,6 +166,7 @@ class CrossQ:
             self.actor_optimizer.zero_grad(set_to_none=True)
             loss_pi.backward()
             self.actor_optimizer.step()
+            project_to_unit_rows_(self.actor_linears)
             self.actor.eval()
         self.updates += 1
         return {**info, **self.last_actor_info, "alpha": self.alpha}

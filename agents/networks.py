@@ -89,6 +89,31 @@ class _BatchRenormTrain(torch.autograd.Function):
         return dx, dweight, dbias, None, None, None, None, None, None
 
 
+def hidden_linears(module: nn.Module) -> list[nn.Module]:
+    """The linear layers of `module` whose output goes through a ReLU into a normalization (every one but the
+    heads, in CrossQ's actor and critics): batch normalization after them makes the network's output blind to each
+    output unit's scale, weights and bias together."""
+    if isinstance(module, QEnsemble):
+        return list(module.layers[:-1])
+    return [layer for layer in module.trunk if isinstance(layer, nn.Linear)]
+
+
+@torch.no_grad()
+def project_to_unit_rows_(linears: list[nn.Module]) -> None:
+    """Weight normalization by projection: each output unit's (weights, bias) scaled to unit norm.
+
+    With a normalization after the ReLU the function is unchanged by it, while the weights' norm stays at one, so
+    the effective learning rate stays what Adam's is (the growth of the critics' weights at high update ratios
+    otherwise shrinks it; Palenicek et al. 2025, CrossQ + WN). nn.Linear's weight is (out, in), EnsembleLinear's
+    (E, in, out)."""
+    for layer in linears:
+        weight, bias, ensemble = layer.weight, layer.bias, isinstance(layer, EnsembleLinear)
+        # unit j: weight[j, :] and bias[j] (nn.Linear), weight[e, :, j] and bias[e, 0, j] (member e of an ensemble)
+        norm = (weight.square().sum(dim=1, keepdim=ensemble) + bias.square()).sqrt()  # (out,) or (E, 1, out)
+        weight.div_(norm if ensemble else norm.unsqueeze(1))
+        bias.div_(norm)
+
+
 class LayerNorm(nn.Module):
     """Layer normalization over the features (-1) of (B, F), or of (E, B, F) with a scale and shift per member."""
 

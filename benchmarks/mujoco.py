@@ -44,6 +44,11 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             # the same update in bfloat16 autocast (pays on CPUs with native bf16 GEMMs: AVX512-BF16 or AMX)
             "crossq-256-utd2-bf16": [*CROSSQ_256, "--updates-per-step", "2", "--precision", "bf16"],
             "crossq-256-utd4-bf16": [*CROSSQ_256, "--updates-per-step", "4", "--precision", "bf16"],
+            # with weight normalization (unit-norm hidden units, CrossQ + WN) for stable higher update ratios
+            "crossq-256-utd2-bf16-wn": [*CROSSQ_256, "--updates-per-step", "2", "--precision", "bf16",
+                                        "--weight-norm"],
+            "crossq-256-utd4-bf16-wn": [*CROSSQ_256, "--updates-per-step", "4", "--precision", "bf16",
+                                        "--weight-norm"],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from agents.crossq import CrossQ, CrossQConfig, critic_loss
-from agents.networks import BatchRenorm
+from agents.networks import BatchRenorm, hidden_linears, project_to_unit_rows_
 from agents.replay_buffer import Batch
 
 OBS, ACT, B = 3, 2, 64
@@ -210,6 +210,55 @@ def test_acting_on_one_observation_matches_the_batch_and_stays_in_bounds():
     assert agent.act(obs).abs().max() <= 1.0
 
 
+# ---- weight normalization -----------------------------------------------------------------------------------
+
+
+def unit_norms(agent):
+    """Per hidden unit, the norm of (weights, bias): the actor's two trunk layers and the critics' two layers."""
+    actor = [torch.cat([m.weight, m.bias[:, None]], 1).norm(dim=1) for m in agent.actor.trunk
+             if isinstance(m, torch.nn.Linear)]
+    critic = [torch.cat([m.weight, m.bias], 1).norm(dim=1).flatten() for m in agent.critic.layers[:-1]]
+    return actor + critic
+
+
+def test_weight_norm_keeps_every_hidden_unit_at_unit_norm_and_leaves_the_heads_free():
+    agent = make_agent(weight_norm=True)
+    assert len(unit_norms(agent)) == 4
+    for step in range(4):
+        agent.update(make_batch(step))
+        for norms in unit_norms(agent):
+            torch.testing.assert_close(norms, torch.ones_like(norms))
+    head = agent.critic.layers[-1]
+    assert not torch.allclose(torch.cat([head.weight, head.bias], 1).norm(dim=1), torch.ones(2, 1))
+    # off by default: after the same updates the units' norms are whatever Adam made them
+    plain = make_agent()
+    for step in range(4):
+        plain.update(make_batch(step))
+    assert not any(torch.allclose(n, torch.ones_like(n), atol=1e-3) for n in unit_norms(plain))
+
+
+def test_the_projection_does_not_change_what_batch_normalized_networks_compute():
+    """Scaling a unit's weights and bias scales its ReLU output, and the batch norm after it divides that out:
+    in training mode (the batch's statistics) the critics' Q values and the actor's distribution are unchanged,
+    up to batch norm's epsilon (made negligible here: next to a nearly dead unit's small variance it is not)."""
+    agent = make_agent()  # plain: its units' norms are not one
+    batch = make_batch()
+    for layer in [*agent.critic.modules(), *agent.actor.modules()]:
+        if isinstance(layer, BatchRenorm):
+            layer.eps = 1e-8
+    agent.critic.train(), agent.actor.train()
+    with torch.no_grad():
+        q = agent.critic(batch.obs, batch.action, frozen=True)
+        dist = agent.actor(batch.obs)
+        project_to_unit_rows_(hidden_linears(agent.critic) + hidden_linears(agent.actor))
+        norms = unit_norms(agent)
+        torch.testing.assert_close(agent.critic(batch.obs, batch.action, frozen=True), q, rtol=1e-3, atol=1e-3)
+        projected = agent.actor(batch.obs)
+        torch.testing.assert_close(projected.loc, dist.loc, rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(projected.scale, dist.scale, rtol=1e-3, atol=1e-3)
+    assert all(torch.allclose(n, torch.ones_like(n)) for n in norms)
+
+
 # ---- through the trainer ------------------------------------------------------------------------------------
 
 
@@ -263,10 +312,11 @@ def test_compiled_losses_match_eager_on_cpu():
     ("critic_hidden_sizes", (), "critic_hidden_sizes must be one or more positive widths"),
     ("adam_beta1", 1.0, "adam_beta1 must lie in"),
     ("batch_norm_momentum", 0.0, "batch_norm_momentum must lie in"),
+    ("network", "residual", "weight_norm needs the mlp network"),
 ])
 def test_bad_crossq_values_are_refused(field, value, message):
     with pytest.raises(ValueError, match=message):
-        CrossQConfig(**{field: value})
+        CrossQConfig(**{field: value, **({"weight_norm": True} if field == "network" else {})})
 
 
 def test_bf16_autocast_updates_with_float32_statistics():
