@@ -49,6 +49,9 @@ VARIANTS = {"crossq-256": CROSSQ_256,
                                         "--weight-norm"],
             "crossq-256-utd4-bf16-wn": [*CROSSQ_256, "--updates-per-step", "4", "--precision", "bf16",
                                         "--weight-norm"],
+            # learning rates falling linearly to a tenth of their value by the end of the run
+            "crossq-256-utd2-bf16-lr01": [*CROSSQ_256, "--updates-per-step", "2", "--precision", "bf16",
+                                          "--lr-final-fraction", "0.1"],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}

@@ -67,6 +67,9 @@ class Config:
     reset_keep: float = 0.0
     """Share of each network parameter a reset keeps: 0 is a full reset, 0 < keep < 1 shrink and perturb
     (keep * old + (1 - keep) * fresh)."""
+    lr_final_fraction: float = 1.0
+    """Every learning rate falls linearly, from its value at the first update to this fraction of it at
+    total_steps (1: constant; 0.1: a tenth of it at the end)."""
     num_envs: int = 1
     """Environments stepped together."""
     vector_mode: Literal["sync", "async"] = setting("sync", experiment=False)
@@ -110,6 +113,8 @@ class Config:
         for name in ("total_steps", "batch_size", "buffer_size", "updates_per_step", "num_envs", "log_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
+        if not 0.0 < self.lr_final_fraction <= 1.0:
+            raise ValueError(f"lr_final_fraction must lie in (0, 1], got {self.lr_final_fraction}.")
         if not 0.0 <= self.reset_keep < 1.0:
             raise ValueError(f"reset_keep must lie in [0, 1), got {self.reset_keep}.")
         for name in ("learning_starts", "eval_every", "eval_episodes", "video_every", "checkpoint_every", "threads",

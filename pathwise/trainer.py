@@ -102,6 +102,10 @@ class Trainer:
         # Called after each evaluation with (env_steps, return mean, return std): how a sweep hears of progress.
         self.on_evaluation: list[Callable[[int, float, float], None]] = []
         self.resources: list = []  # closed with the trainer (the run directory's lock)
+        # Each optimizer group's learning rate as configured, which lr_final_fraction scales (by position: loading
+        # an optimizer's state replaces its group dicts).
+        self.optimizers = [o for o in vars(agent).values() if isinstance(o, torch.optim.Optimizer)]
+        self.base_lrs = [[group["lr"] for group in o.param_groups] for o in self.optimizers]
 
     # ---- the loop -----------------------------------------------------------------------------------
 
@@ -175,6 +179,8 @@ class Trainer:
         t1 = time.perf_counter()
         self.metrics.time_env += t1 - t0
         if self.env_steps > cfg.learning_starts and len(self.buffer) >= cfg.batch_size:
+            if cfg.lr_final_fraction < 1.0:
+                self.anneal_learning_rates()
             for _ in range(cfg.updates_per_step):
                 batch = self.buffer.sample(cfg.batch_size)
                 if self.normalizer is not None:
@@ -183,6 +189,16 @@ class Trainer:
             self.metrics.time_update += time.perf_counter() - t1
 
     # ---- now and then -------------------------------------------------------------------------------
+
+    def anneal_learning_rates(self) -> None:
+        """lr_final_fraction: each learning rate at its configured value at learning_starts, falling linearly
+        to lr_final_fraction of it at total_steps. A function of env_steps alone, so a resumed run has the same."""
+        cfg = self.config
+        progress = min(1.0, (self.env_steps - cfg.learning_starts) / max(1, cfg.total_steps - cfg.learning_starts))
+        scale = 1.0 - (1.0 - cfg.lr_final_fraction) * progress
+        for optimizer, base_lrs in zip(self.optimizers, self.base_lrs):
+            for group, lr in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = lr * scale
 
     def reset_networks(self) -> None:
         """A reset (`reset_every`): the agent's networks towards a newly initialized agent's, drawn from the run's

@@ -6,7 +6,7 @@ import torch
 
 from pathwise.checkpoint import load_checkpoint
 from pathwise.errors import UserError
-from pathwise.run import build_trainer, train
+from pathwise.run import build_trainer, resume, train
 
 
 def collect(tiny, env, num_envs, steps=12, vector_mode="sync"):
@@ -82,3 +82,44 @@ def test_a_used_run_dir_is_not_overwritten(tiny):
     train(tiny())
     with pytest.raises(UserError, match="already holds a run"):
         build_trainer(tiny())
+
+
+def test_learning_rates_fall_linearly_from_the_first_update_to_their_final_fraction(tiny, monkeypatch):
+    trainer = build_trainer(tiny(total_steps=300, learning_starts=100, lr_final_fraction=0.1,
+                                 sac={"hidden_sizes": (32, 32), "critic_lr": 1e-3}))
+    agent = trainer.agent
+
+    def lrs():
+        return [g["lr"] for o in vars(agent).values() if isinstance(o, torch.optim.Optimizer) for g in o.param_groups]
+
+    configured = lrs()
+    assert sorted(configured) == [3e-4, 1e-3]  # the actor's and temperature's group, the critics'
+    seen, update = [], agent.update
+    monkeypatch.setattr(agent, "update", lambda batch: (seen.append((trainer.env_steps, lrs())), update(batch))[1])
+    trainer.run()
+    trainer.close()
+    assert [steps for steps, _ in seen] == list(range(101, 301))
+    for steps, now in seen:
+        scale = 1.0 - 0.9 * (steps - 100) / 200
+        np.testing.assert_allclose(now, [lr * scale for lr in configured], rtol=1e-12)
+    np.testing.assert_allclose(seen[-1][1], [0.1 * lr for lr in configured], rtol=1e-12)
+
+
+def test_a_resumed_run_anneals_as_an_uninterrupted_one(tiny, tmp_path):
+    def tensors(path):
+        state = load_checkpoint(path)["agent_state"]
+        return [v for part in ("actor", "critic") for v in state[part].values()]
+
+    summary = train(tiny(total_steps=400, checkpoint_every=200, lr_final_fraction=0.2))
+    straight = tensors(summary.checkpoint)
+    summary.checkpoint.unlink()  # back to the step-200 checkpoint
+    resumed = resume(tmp_path / "run", {})
+    assert resumed.env_steps == 400
+    assert all(torch.equal(a, b) for a, b in zip(straight, tensors(resumed.checkpoint)))
+    groups = load_checkpoint(resumed.checkpoint)["agent_state"]["optimizer"]["param_groups"]
+    assert groups[0]["lr"] == pytest.approx(0.2 * 3e-4)
+
+
+def test_lr_final_fraction_must_lie_in_zero_one(tiny):
+    with pytest.raises(ValueError, match=r"lr_final_fraction must lie in \(0, 1\]"):
+        tiny(lr_final_fraction=0.0)
