@@ -5,15 +5,17 @@
     python benchmarks/mujoco.py --agents crossq-256 --envs HalfCheetah-v5     # CrossQ with CPU-sized critics
     python benchmarks/mujoco.py --agents crossq-256 sbx-crossq-256 --sbx-python ~/sbx-venv/bin/python  # vs SBX
     python benchmarks/mujoco.py --report                          # table and plot from the finished runs only
+    python benchmarks/mujoco.py --agents crossq-256-utd2-bf16 --steps 100000   # longer runs, kept apart
 
 Every run: the env's preset (configs/), `--total-steps` env steps, a deterministic evaluation of 10 episodes every
 `--eval-every` steps and at the end. Stable-Baselines3 SAC gets rl-baselines3-zoo's settings for these envs (the
 same as our SAC preset: 10k random steps, lr 3e-4, batch 256, 256x256) and the same evaluation (episode i seeded
-10,000 + seed + i, as ours). Runs go to benchmarks/results/mujoco/<env>/<agent>/s<seed>/; a finished run is
-not run again, so an interrupted benchmark continues where it stopped; each run's evaluations.csv is kept in the
-repository. Prints a Markdown table for docs/benchmarks.md and writes docs/mujoco.png (IQM over seeds with 95%
-stratified-bootstrap intervals). Needs `pip install -e ".[bench]"` for sb3-sac and sb3-tqc-5k, and SBX in its
-own virtual environment for sbx-crossq-256 (benchmarks/throughput.py shows how).
+10,000 + seed + i, as ours). Runs go to benchmarks/results/mujoco/<env>/<agent>/s<seed>/ (runs of another
+--steps than 50,000 under benchmarks/results/mujoco/<steps/1000>k/); a finished run is not run again, so an
+interrupted benchmark continues where it stopped; each run's evaluations.csv is kept in the repository. Prints a
+Markdown table for docs/benchmarks.md and writes docs/mujoco.png (docs/mujoco-<steps/1000>k.png for another
+--steps; IQM over seeds with 95% stratified-bootstrap intervals). Needs `pip install -e ".[bench]"` for sb3-sac
+and sb3-tqc-5k, and SBX in its own virtual environment for sbx-crossq-256 (benchmarks/throughput.py shows how).
 """
 
 import argparse
@@ -31,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from pathwise.commands.plot import AGGREGATES, aggregate  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "mujoco"
+DEFAULT_STEPS = 50_000
 # Named variants of our agents: train.py flags. crossq-256: CrossQ with 256-wide critics instead of 2048, the size
 # a 2-core CPU can run 50k steps of in reasonable time (the 2048-wide update is about 27 times SAC's there).
 CROSSQ_256 = ["--agent", "crossq", "--critic-hidden-sizes", "256", "256"]
@@ -101,8 +104,10 @@ with open(out, "w", newline="") as f:
 """
 
 
-def run_dir(env_id: str, agent: str, seed: int) -> Path:
-    return RESULTS / env_id / agent / f"s{seed}"
+def run_dir(env_id: str, agent: str, seed: int, steps: int = DEFAULT_STEPS) -> Path:
+    """Runs of the default length under RESULTS/<env>/<agent>/s<seed>, longer or shorter ones under
+    RESULTS/<steps/1000>k/<env>/<agent>/s<seed>."""
+    return (RESULTS if steps == DEFAULT_STEPS else RESULTS / f"{steps // 1000}k") / env_id / agent / f"s{seed}"
 
 
 def finished(path: Path, steps: int) -> bool:
@@ -114,7 +119,7 @@ def finished(path: Path, steps: int) -> bool:
 
 
 def run(env_id: str, agent: str, seed: int, args) -> str:
-    path = run_dir(env_id, agent, seed)
+    path = run_dir(env_id, agent, seed, args.steps)
     if finished(path, args.steps):
         return f"{env_id} {agent} s{seed}: already done"
     shutil.rmtree(path, ignore_errors=True)
@@ -146,7 +151,7 @@ def curves(env_id: str, agent: str, seeds: list[int], steps: int) -> list[tuple]
 
     out = []
     for seed in seeds:
-        path = run_dir(env_id, agent, seed)
+        path = run_dir(env_id, agent, seed, steps)
         if finished(path, steps):
             rows = list(csv.DictReader(open(path / "evaluations.csv")))
             out.append((np.array([int(r["env_steps"]) for r in rows]),
@@ -171,8 +176,8 @@ def report(args) -> None:
             finals = [returns[-1] for _, returns in runs]
             spread = f"{statistics.mean(finals):.0f} +- {statistics.stdev(finals):.0f}" if len(finals) > 1 \
                 else f"{finals[0]:.0f}"
-            walls = [float((run_dir(env_id, agent, s) / "wall_seconds.txt").read_text())
-                     for s in args.seeds if (run_dir(env_id, agent, s) / "wall_seconds.txt").is_file()]
+            walls = [float((run_dir(env_id, agent, s, args.steps) / "wall_seconds.txt").read_text())
+                     for s in args.seeds if (run_dir(env_id, agent, s, args.steps) / "wall_seconds.txt").is_file()]
             # Hopper's return at one evaluation swings by thousands from one to the next: the mean over the
             # evaluations of the last 40% of the run tells agents apart better than the last alone.
             late = [returns[steps >= 0.6 * args.steps].mean() for steps, returns in runs]
@@ -187,8 +192,9 @@ def report(args) -> None:
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", fontsize="small")
     fig.tight_layout()
-    fig.savefig(ROOT / "docs" / "mujoco.png", dpi=110)
-    print(f"\n{args.steps:,} env steps per run; curves ({AGGREGATES['iqm']}) in docs/mujoco.png")
+    figure = "mujoco.png" if args.steps == DEFAULT_STEPS else f"mujoco-{args.steps // 1000}k.png"
+    fig.savefig(ROOT / "docs" / figure, dpi=110)
+    print(f"\n{args.steps:,} env steps per run; curves ({AGGREGATES['iqm']}) in docs/{figure}")
 
 
 def main() -> None:
@@ -196,7 +202,7 @@ def main() -> None:
     parser.add_argument("--envs", nargs="+", default=["HalfCheetah-v5", "Hopper-v5"])
     parser.add_argument("--agents", nargs="+", default=["sac", "td3", "crossq", "sb3-sac"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--steps", type=int, default=50_000)
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--eval-every", type=int, default=5_000)
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time")
