@@ -102,10 +102,10 @@ def hidden_linears(module: nn.Module) -> list[nn.Module]:
 def project_to_unit_rows_(linears: list[nn.Module]) -> None:
     """Weight normalization by projection: each output unit's (weights, bias) scaled to unit norm.
 
-    With a normalization after the ReLU the function is unchanged by it, while the weights' norm stays at one, so
-    the effective learning rate stays what Adam's is (the growth of the critics' weights at high update ratios
-    otherwise shrinks it; Palenicek et al. 2025, CrossQ + WN). nn.Linear's weight is (out, in), EnsembleLinear's
-    (E, in, out)."""
+    With a normalization after the ReLU, what the network computes from a batch's statistics is unchanged by it
+    (up to the normalization's epsilon), while the norm stays at one, so the effective learning rate stays what
+    Adam's is (the growth of the critics' weights at high update ratios otherwise shrinks it; Palenicek et al.
+    2025, CrossQ + WN). nn.Linear's weight is (out, in), EnsembleLinear's (E, in, out)."""
     for layer in linears:
         weight, bias, ensemble = layer.weight, layer.bias, isinstance(layer, EnsembleLinear)
         # unit j: weight[j, :] and bias[j] (nn.Linear), weight[e, :, j] and bias[e, 0, j] (member e of an ensemble)

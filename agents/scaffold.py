@@ -23,6 +23,11 @@ def polyak_(target: list[torch.Tensor], source: list[torch.Tensor], tau: float) 
     torch._foreach_lerp_(target, source, tau)
 
 
+def optimizers(agent) -> list[torch.optim.Optimizer]:
+    """The agent's optimizers: its attributes that are one."""
+    return [o for o in vars(agent).values() if isinstance(o, torch.optim.Optimizer)]
+
+
 @torch.no_grad()
 def reset_(agent, fresh, keep: float = 0.0) -> None:
     """Reset `agent`'s networks towards `fresh`, a newly built agent of the same kind (Nikishin et al. 2022): a full
@@ -40,7 +45,7 @@ def reset_(agent, fresh, keep: float = 0.0) -> None:
             elif keep == 0.0:
                 tensor.copy_(new)
     params = {p for _, m in modules for p in m.parameters()}
-    for optimizer in (o for o in vars(agent).values() if isinstance(o, torch.optim.Optimizer)):
+    for optimizer in optimizers(agent):
         for p in params:
             optimizer.state.pop(p, None)
 

@@ -12,7 +12,7 @@ import torch
 from agents.normalizer import ObsNormalizer
 from agents.registry import Agent
 from agents.replay_buffer import ReplayBuffer
-from agents.scaffold import reset_
+from agents.scaffold import optimizers, reset_
 from pathwise import checkpoint
 from pathwise.collector import Collector
 from pathwise.config import Config, to_dict
@@ -104,7 +104,7 @@ class Trainer:
         self.resources: list = []  # closed with the trainer (the run directory's lock)
         # Each optimizer group's learning rate as configured, which lr_final_fraction scales (by position: loading
         # an optimizer's state replaces its group dicts).
-        self.optimizers = [o for o in vars(agent).values() if isinstance(o, torch.optim.Optimizer)]
+        self.optimizers = optimizers(agent)
         self.base_lrs = [[group["lr"] for group in o.param_groups] for o in self.optimizers]
 
     # ---- the loop -----------------------------------------------------------------------------------

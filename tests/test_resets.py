@@ -6,7 +6,7 @@ import torch
 from agents.crossq import CrossQConfig
 from agents.replay_buffer import Batch
 from agents.sac import SACConfig
-from agents.scaffold import reset_
+from agents.scaffold import optimizers, reset_
 from pathwise.run import build_trainer
 
 CPU = torch.device("cpu")
@@ -16,10 +16,6 @@ def make_batch(seed):
     g = torch.Generator().manual_seed(seed)
     return Batch(torch.randn(64, 3, generator=g), torch.rand(64, 1, generator=g) * 2 - 1, torch.randn(64, generator=g),
                  torch.randn(64, 3, generator=g), torch.zeros(64), torch.full((64,), 0.99))
-
-
-def optimizers(agent):
-    return [o for o in vars(agent).values() if isinstance(o, torch.optim.Optimizer)]
 
 
 def adam_state(agent, param):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from agents.scaffold import optimizers
 from pathwise.checkpoint import load_checkpoint
 from pathwise.errors import UserError
 from pathwise.run import build_trainer, resume, train
@@ -90,7 +91,7 @@ def test_learning_rates_fall_linearly_from_the_first_update_to_their_final_fract
     agent = trainer.agent
 
     def lrs():
-        return [g["lr"] for o in vars(agent).values() if isinstance(o, torch.optim.Optimizer) for g in o.param_groups]
+        return [group["lr"] for optimizer in optimizers(agent) for group in optimizer.param_groups]
 
     configured = lrs()
     assert sorted(configured) == [3e-4, 1e-3]  # the actor's and temperature's group, the critics'
