@@ -5,6 +5,7 @@
     python benchmarks/throughput.py --agents crossq --envs Pendulum-v1 --updates-per-step 4 --sbx-python ...
     python benchmarks/throughput.py --logging             # also: wandb offline against disabled (ours)
     python benchmarks/throughput.py --agents sac crossq --precisions fp32 bf16 --sbx-python ...  # ours in both
+    python benchmarks/throughput.py --agents sac --precisions bf16 --compile both   # ours eager and compiled
 
 Every side: batch 256, 256x256 networks (CrossQ's critics too), --updates-per-step updates per env step (1), 1,000
 random steps first, buffer 1e6, no evaluation during training, the same thread count. Env steps per second are
@@ -139,6 +140,10 @@ print(statistics.median(sum(times[i:i + 6]) / 6 for i in range(0, len(times), 6)
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def mode_flags(precision: str, compile: bool) -> list[str]:
+    return ["--precision", precision, *(["--compile"] if compile else [])]
+
+
 def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
 
@@ -157,6 +162,8 @@ def main() -> None:
     parser.add_argument("--updates-per-step", type=int, default=1)
     parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
                         help="our side in each (--precision), a row each; the peers run in float32")
+    parser.add_argument("--compile", choices=["off", "on", "both"], default="off",
+                        help="our side with torch.compile (--compile), without, or both: a row each")
     parser.add_argument("--skip-sb3", action="store_true")
     parser.add_argument("--sbx-python", help="the Python of a virtual environment with sbx-rl: SBX runs too")
     parser.add_argument("--logging", action="store_true", help="also compare wandb offline with disabled")
@@ -171,11 +178,13 @@ def main() -> None:
     for agent in args.agents:
         flags = [*OUR_FLAGS[agent], "--updates-per-step", str(args.updates_per_step), *args.ours_flags]
         for env_id in args.envs:
-            mine = {p: [] for p in args.precisions}
+            compiles = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
+            modes = [(p, c) for p in args.precisions for c in compiles]
+            mine = {mode: [] for mode in modes}
             sbx, sb3, offline = [], [], []
             for _ in range(args.rounds):
-                for precision in args.precisions:
-                    mine[precision].append(ours(env_id, args.steps, args.threads, [*flags, "--precision", precision]))
+                for mode in modes:
+                    mine[mode].append(ours(env_id, args.steps, args.threads, [*flags, *mode_flags(*mode)]))
                 if args.sbx_python:
                     sbx.append(peer("sbx", args.sbx_python, agent, env_id, args.steps, args.threads,
                                     args.updates_per_step))
@@ -183,14 +192,15 @@ def main() -> None:
                     sb3.append(peer("sb3", sys.executable, agent, env_id, args.steps, args.threads,
                                     args.updates_per_step))
                 if args.logging:  # in the first precision: its row compares offline with disabled
-                    offline.append(ours(env_id, args.steps, args.threads, [*flags, "--precision", args.precisions[0]],
+                    offline.append(ours(env_id, args.steps, args.threads, [*flags, *mode_flags(*modes[0])],
                                         wandb="offline"))
-            for precision, rates in mine.items():
-                update = update_time_us(env_id, args.threads, [*flags, "--precision", precision])
-                name = agent if precision == "fp32" else f"{agent} ({precision})"
+            for (precision, compile), rates in mine.items():
+                update = update_time_us(env_id, args.threads, [*flags, *mode_flags(precision, compile)])
+                words = [w for w in (precision if precision != "fp32" else "", "compiled" if compile else "") if w]
+                name = f"{agent} ({', '.join(words)})" if words else agent
                 print(f"| {name} | {env_id} | {spread(rates)} | {spread(sbx) if sbx else '-'} | {ratio(rates, sbx)} | "
                       f"{spread(sb3) if sb3 else '-'} | {ratio(rates, sb3)} | {update:.0f} |", flush=True)
-                first = precision == args.precisions[0]
+                first = (precision, compile) == modes[0]
                 results["runs"][f"{name} {env_id}"] = {"ours": rates, "sbx": sbx, "sb3": sb3, "update_us": update,
                                                        "ours_offline": offline if first else []}
     if args.logging:

@@ -1,6 +1,6 @@
 import torch
 
-from agents.networks import Actor, QEnsemble
+from agents.networks import Actor, QEnsemble, relu_
 
 
 def test_critic_ensemble_shapes_and_independent_members():
@@ -86,3 +86,30 @@ def test_a_residual_actor_has_blocks_and_a_final_layer_norm():
     assert kinds == ["Linear", "ResidualBlock", "ResidualBlock", "LayerNorm"]
     dist = actor(torch.randn(6, 3))
     assert dist.mode.shape == (6, 2)
+
+
+def test_relu_under_compile_saves_no_boolean_mask_and_has_relus_gradient():
+    # The critics' forward in an actor loss: frozen weights, so no layer's backward keeps a ReLU's output, and a
+    # compiler left to itself saves the mask x <= 0 instead (slow to write on a CPU); ours keeps the output.
+    torch.manual_seed(0)
+    critic = QEnsemble(obs_dim=4, act_dim=2, hidden_sizes=(16, 16))
+    obs = torch.randn(8, 4)
+    action = torch.rand(8, 2, requires_grad=True)
+
+    def saved_dtypes(fn):
+        dtypes = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: dtypes.append(t.dtype) or t, lambda t: t):
+            q = fn(obs, action)
+        (grad,) = torch.autograd.grad(q.sum(), action)
+        return dtypes, grad
+
+    def forward(obs, action):
+        return critic(obs, action, frozen=True)
+
+    eager_dtypes, eager_grad = saved_dtypes(forward)
+    compiled_dtypes, compiled_grad = saved_dtypes(torch.compile(forward))
+    assert torch.bool not in compiled_dtypes and compiled_dtypes
+    torch.testing.assert_close(compiled_grad, eager_grad)
+    x = torch.randn(3, 5, requires_grad=True)
+    (grad,) = torch.autograd.grad(torch.compile(relu_)(x * 1.0).sum(), x)
+    torch.testing.assert_close(grad, (x > 0).float())
