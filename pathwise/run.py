@@ -65,9 +65,24 @@ def lock_run_dir(run_dir: Path) -> IO:
     return lock
 
 
+def check_compiler(device: torch.device) -> None:
+    """torch.compile on a CPU builds C++ kernels: without a compiler it would fail at the first update."""
+    if device.type != "cpu":
+        return
+    from torch._inductor.cpp_builder import get_cpp_compiler
+
+    try:
+        get_cpp_compiler()
+    except Exception:  # inductor's own error when its search for g++ or clang++ finds none
+        raise UserError("--compile on a CPU needs a C++ compiler (g++ or clang++), and none was found; install "
+                        "one, or train without --compile.") from None
+
+
 def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None = None) -> Trainer:
     """Everything a run needs, made from its config: device, seeds, envs, run directory, agent, buffer, logger."""
     device = resolve_device(config.device)
+    if config.compile:
+        check_compiler(device)
     if config.video_every:  # render without a display: pygame (classic control) and MuJoCo
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         os.environ.setdefault("MUJOCO_GL", "egl")
