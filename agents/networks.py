@@ -118,9 +118,9 @@ class _ReLUSavingOutput(torch.autograd.Function):
 
 
 def relu_(x: torch.Tensor) -> torch.Tensor:
-    """ReLU, in place in eager mode (the linear's backward does not need its input); under torch.compile, one
-    whose backward needs no boolean mask (`_ReLUSavingOutput`)."""
-    return _ReLUSavingOutput.apply(x) if torch.compiler.is_compiling() else x.relu_()
+    """ReLU, in place in eager mode (the linear's backward does not need its input); under torch.compile on a CPU,
+    one whose backward needs no boolean mask (`_ReLUSavingOutput`). On a GPU the compiler's own fused ReLU stays."""
+    return _ReLUSavingOutput.apply(x) if torch.compiler.is_compiling() and x.is_cpu else x.relu_()
 
 
 class ReLU(nn.Module):
