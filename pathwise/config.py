@@ -95,7 +95,7 @@ class Config:
     precision: Literal["fp32", "bf16"] = "fp32"
     """bf16 runs the networks' matmuls in bfloat16 (autocast); weights, losses and optimizers stay float32."""
     compile: bool = setting(False, experiment=False, resumable=True)
-    """Compile the losses with torch.compile (tens of seconds to start; on a CPU it needs a C++ compiler): faster
+    """Compile the losses with torch.compile (seconds to start; on a CPU it needs a C++ compiler): faster
     for SAC and CrossQ on the CPU measured, most with bf16; not for TD3 (docs/benchmarks.md)."""
     run_dir: str | None = setting(None, experiment=False)
     """Folder of this run; none means runs/<env>__<agent>__s<seed>__<time>."""
