@@ -60,9 +60,11 @@ VARIANTS = {"crossq-256": CROSSQ_256,
                                           "--lr-final-fraction", "0.1"],
             "crossq-256-utd2-bf16-n3": [*CROSSQ_256, "--updates-per-step", "2", "--precision", "bf16", "--n-step", "3"],
             # SimBa's temperature settings (Lee et al. 2025): initial alpha 0.01, target entropy -|A|/2, here
-            # written out for Hopper (|A| = 3)
+            # written out for Hopper (|A| = 3) and HalfCheetah (|A| = 6)
             "crossq-256-utd2-bf16-simbatemp-hopper": [*CROSSQ_256, "--updates-per-step", "2", "--precision", "bf16",
                                                       "--init-alpha", "0.01", "--target-entropy", "-1.5"],
+            "crossq-256-utd2-bf16-simbatemp-halfcheetah": [*CROSSQ_256, "--updates-per-step", "2", "--precision",
+                                                           "bf16", "--init-alpha", "0.01", "--target-entropy", "-3"],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}
