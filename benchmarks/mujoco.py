@@ -37,6 +37,8 @@ DEFAULT_STEPS = 50_000
 # Named variants of our agents: train.py flags. crossq-256: CrossQ with 256-wide critics instead of 2048, the size
 # a 2-core CPU can run 50k steps of in reasonable time (the 2048-wide update is about 27 times SAC's there).
 CROSSQ_256 = ["--agent", "crossq", "--critic-hidden-sizes", "256", "256"]
+# the named preset sample-efficient in bf16: the base of the variants that change one thing in it
+PRESET_BF16 = [*CROSSQ_256, "--updates-per-step", "2", "--precision", "bf16"]
 VARIANTS = {"crossq-256": CROSSQ_256,
             # SBX's log-std (a clip of the head's output to [-20, 2]) and temperature loss (in log alpha)
             "crossq-256-sbx": [*CROSSQ_256, "--log-std-bound", "clip", "--log-std-min", "-20", "--temperature-loss",
@@ -45,26 +47,22 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             # the named preset sample-efficient (configs/named/): tests/test_config.py checks they resolve alike
             "crossq-256-utd2": [*CROSSQ_256, "--updates-per-step", "2"],
             # the same update in bfloat16 autocast (pays on CPUs with native bf16 GEMMs: AVX512-BF16 or AMX)
-            "crossq-256-utd2-bf16": [*CROSSQ_256, "--updates-per-step", "2", "--precision", "bf16"],
+            "crossq-256-utd2-bf16": PRESET_BF16,
             # the same, compiled (torch.compile of the losses): other float rounding, a faster update
-            "crossq-256-utd2-bf16-compile": [*CROSSQ_256, "--updates-per-step", "2", "--precision", "bf16",
-                                             "--compile"],
+            "crossq-256-utd2-bf16-compile": [*PRESET_BF16, "--compile"],
             "crossq-256-utd4-bf16": [*CROSSQ_256, "--updates-per-step", "4", "--precision", "bf16"],
             # with weight normalization (unit-norm hidden units, CrossQ + WN) for stable higher update ratios
-            "crossq-256-utd2-bf16-wn": [*CROSSQ_256, "--updates-per-step", "2", "--precision", "bf16",
-                                        "--weight-norm"],
+            "crossq-256-utd2-bf16-wn": [*PRESET_BF16, "--weight-norm"],
             "crossq-256-utd4-bf16-wn": [*CROSSQ_256, "--updates-per-step", "4", "--precision", "bf16",
                                         "--weight-norm"],
             # learning rates falling linearly to a tenth of their value by the end of the run
-            "crossq-256-utd2-bf16-lr01": [*CROSSQ_256, "--updates-per-step", "2", "--precision", "bf16",
-                                          "--lr-final-fraction", "0.1"],
-            "crossq-256-utd2-bf16-n3": [*CROSSQ_256, "--updates-per-step", "2", "--precision", "bf16", "--n-step", "3"],
+            "crossq-256-utd2-bf16-lr01": [*PRESET_BF16, "--lr-final-fraction", "0.1"],
+            "crossq-256-utd2-bf16-n3": [*PRESET_BF16, "--n-step", "3"],
             # SimBa's temperature settings (Lee et al. 2025): initial alpha 0.01, target entropy -|A|/2, here
             # written out for Hopper (|A| = 3) and HalfCheetah (|A| = 6)
-            "crossq-256-utd2-bf16-simbatemp-hopper": [*CROSSQ_256, "--updates-per-step", "2", "--precision", "bf16",
-                                                      "--init-alpha", "0.01", "--target-entropy", "-1.5"],
-            "crossq-256-utd2-bf16-simbatemp-halfcheetah": [*CROSSQ_256, "--updates-per-step", "2", "--precision",
-                                                           "bf16", "--init-alpha", "0.01", "--target-entropy", "-3"],
+            "crossq-256-utd2-bf16-simbatemp-hopper": [*PRESET_BF16, "--init-alpha", "0.01", "--target-entropy", "-1.5"],
+            "crossq-256-utd2-bf16-simbatemp-halfcheetah": [*PRESET_BF16, "--init-alpha", "0.01",
+                                                           "--target-entropy", "-3"],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}

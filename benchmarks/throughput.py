@@ -175,11 +175,11 @@ def main() -> None:
                "runs": {}}
     print("| agent | env | ours (env steps/s) | SBX | ours / SBX | SB3 | ours / SB3 | our update (us) |")
     print("|---|---|---|---|---|---|---|---|")
+    compiles = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
+    modes = [(p, c) for p in args.precisions for c in compiles]  # our side's rows: (precision, compiled)
     for agent in args.agents:
         flags = [*OUR_FLAGS[agent], "--updates-per-step", str(args.updates_per_step), *args.ours_flags]
         for env_id in args.envs:
-            compiles = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
-            modes = [(p, c) for p in args.precisions for c in compiles]
             mine = {mode: [] for mode in modes}
             sbx, sb3, offline = [], [], []
             for _ in range(args.rounds):

@@ -106,7 +106,7 @@ def test_relu_under_compile_saves_no_boolean_mask_and_has_relus_gradient():
     def forward(obs, action):
         return critic(obs, action, frozen=True)
 
-    eager_dtypes, eager_grad = saved_dtypes(forward)
+    _, eager_grad = saved_dtypes(forward)
     compiled_dtypes, compiled_grad = saved_dtypes(torch.compile(forward))
     assert torch.bool not in compiled_dtypes and compiled_dtypes
     torch.testing.assert_close(compiled_grad, eager_grad)
