@@ -67,6 +67,8 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             # gait is kept), as SimbaV2 combines them
             "crossq-256-utd2-bf16-simbatemp-lr01-hopper": [*PRESET_BF16, "--init-alpha", "0.01", "--target-entropy",
                                                            "-1.5", "--lr-final-fraction", "0.1"],
+            "crossq-256-utd2-bf16-simbatemp-lr01-halfcheetah": [*PRESET_BF16, "--init-alpha", "0.01",
+                                                                "--target-entropy", "-3", "--lr-final-fraction", "0.1"],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}
