@@ -53,7 +53,10 @@ class MaxEntropyConfig:
     init_alpha: float = 1.0
     """Initial entropy temperature when it is tuned."""
     target_entropy: float | None = None
-    """Entropy the temperature is tuned towards; none means -action_dim."""
+    """Entropy the temperature is tuned towards; none means target-entropy-per-dim x action_dim."""
+    target_entropy_per_dim: float = -1.0
+    """The target entropy per action dimension, where target-entropy is none: -1 is SAC's -action_dim, -0.5
+    SimBa's -action_dim / 2."""
     log_std_min: float = -5.0
     """Lower bound of the actor's log standard deviation."""
     log_std_max: float = 2.0

@@ -79,8 +79,10 @@ def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_ent
 
 
 def init_temperature(config: MaxEntropyConfig, act_dim: int, device: torch.device) -> tuple[float, torch.Tensor]:
-    """The target entropy (-act_dim unless set) and log_alpha, a trainable scalar unless alpha is fixed."""
-    target_entropy = float(-act_dim if config.target_entropy is None else config.target_entropy)
+    """The target entropy (target_entropy_per_dim x act_dim unless set) and log_alpha, a trainable scalar unless
+    alpha is fixed."""
+    target_entropy = float(config.target_entropy_per_dim * act_dim if config.target_entropy is None
+                           else config.target_entropy)
     alpha = config.init_alpha if config.alpha is None else config.alpha
     return target_entropy, torch.tensor(float(alpha), device=device).log().requires_grad_(config.alpha is None)
 

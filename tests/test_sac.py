@@ -87,6 +87,11 @@ def test_default_target_entropy_is_minus_action_dim_and_fixed_alpha_stays_fixed(
     assert make_agent(alpha=0.0).update(make_batch())["alpha"].item() == 0.0
 
 
+def test_target_entropy_per_dim_scales_with_the_action_dim_and_an_explicit_target_wins():
+    assert make_agent(target_entropy_per_dim=-0.5).target_entropy == -0.5 * ACT
+    assert make_agent(target_entropy_per_dim=-0.5, target_entropy=-7.0).target_entropy == -7.0
+
+
 def constant_target_critics(agent, value):
     with torch.no_grad():
         for layer in agent.critic_target.layers:
