@@ -37,14 +37,14 @@ DEFAULT_STEPS = 50_000
 # Named variants of our agents: train.py flags. crossq-256: CrossQ with 256-wide critics instead of 2048, the size
 # a 2-core CPU can run 50k steps of in reasonable time (the 2048-wide update is about 27 times SAC's there).
 CROSSQ_256 = ["--agent", "crossq", "--critic-hidden-sizes", "256", "256"]
-# the named preset sample-efficient in bf16: the base of the variants that change one thing in it
+# the first named preset sample-efficient in bf16: the base of the variants that change one thing in it
 PRESET_BF16 = [*CROSSQ_256, "--updates-per-step", "2", "--precision", "bf16"]
 VARIANTS = {"crossq-256": CROSSQ_256,
             # SBX's log-std (a clip of the head's output to [-20, 2]) and temperature loss (in log alpha)
             "crossq-256-sbx": [*CROSSQ_256, "--log-std-bound", "clip", "--log-std-min", "-20", "--temperature-loss",
                                "log_alpha"],
             "crossq-256-n3": [*CROSSQ_256, "--n-step", "3"],
-            # the named preset sample-efficient (configs/named/): tests/test_config.py checks they resolve alike
+            # the named preset sample-efficient (configs/named/) as it first was
             "crossq-256-utd2": [*CROSSQ_256, "--updates-per-step", "2"],
             # the same update in bfloat16 autocast (pays on CPUs with native bf16 GEMMs: AVX512-BF16 or AMX)
             "crossq-256-utd2-bf16": PRESET_BF16,
@@ -64,7 +64,8 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             "crossq-256-utd2-bf16-simbatemp-halfcheetah": [*PRESET_BF16, "--init-alpha", "0.01",
                                                            "--target-entropy", "-3"],
             # both: SimBa's temperature (every seed leaves the standing start) with falling learning rates (a found
-            # gait is kept), as SimbaV2 combines them
+            # gait is kept), as SimbaV2 combines them: the named preset sample-efficient in bf16 now
+            # (tests/test_config.py checks that they resolve alike)
             "crossq-256-utd2-bf16-simbatemp-lr01-hopper": [*PRESET_BF16, "--init-alpha", "0.01", "--target-entropy",
                                                            "-1.5", "--lr-final-fraction", "0.1"],
             "crossq-256-utd2-bf16-simbatemp-lr01-halfcheetah": [*PRESET_BF16, "--init-alpha", "0.01",
