@@ -70,7 +70,7 @@ VARIANTS = {"crossq-256": CROSSQ_256,
                                                            "-1.5", "--lr-final-fraction", "0.1"],
             "crossq-256-utd2-bf16-simbatemp-lr01-halfcheetah": [*PRESET_BF16, "--init-alpha", "0.01",
                                                                 "--target-entropy", "-3", "--lr-final-fraction", "0.1"],
-            # the same on Hopper with 512-wide critics, compiled (the cost of the 256-wide eager update)
+            # the same on Hopper with 512-wide critics, compiled: about the cost of the 256-wide eager update
             "crossq-512-utd2-bf16-compile-simbatemp-lr01-hopper": [
                 "--agent", "crossq", "--critic-hidden-sizes", "512", "512", "--updates-per-step", "2", "--precision",
                 "bf16", "--compile", "--init-alpha", "0.01", "--target-entropy", "-1.5", "--lr-final-fraction", "0.1"],

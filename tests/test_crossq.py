@@ -192,6 +192,11 @@ def test_alpha_moves_towards_the_target_entropy(target_entropy, grows):
     assert (agent.alpha.item() > alpha) == grows
 
 
+def test_simba_temperature_settings_start_and_aim_where_set():
+    agent = make_agent(init_alpha=0.01, target_entropy_per_dim=-0.5)
+    assert agent.target_entropy == -0.5 * ACT and agent.alpha.item() == pytest.approx(0.01)
+
+
 def test_optimizers_use_beta1_one_half_for_networks_and_default_betas_for_the_temperature():
     agent = make_agent()
     assert agent.critic_optimizer.param_groups[0]["betas"] == (0.5, 0.999)
