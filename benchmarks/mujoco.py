@@ -71,6 +71,12 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             # (tests/test_config.py checks that they resolve alike)
             "crossq-256-utd2-bf16-simbatemp-lr01-hopper": [*PRESET_BF16, *SIMBA_TEMP["hopper"], *LR01],
             "crossq-256-utd2-bf16-simbatemp-lr01-halfcheetah": [*PRESET_BF16, *SIMBA_TEMP["halfcheetah"], *LR01],
+            # the preset with more learning per sample: three updates per env step (an actor step per env step at
+            # policy delay 3), or an actor step with every critic step at two
+            "crossq-256-utd3-bf16-simbatemp-lr01-hopper": [*PRESET_BF16, "--updates-per-step", "3",
+                                                           *SIMBA_TEMP["hopper"], *LR01],
+            "crossq-256-utd2-bf16-pd1-simbatemp-lr01-hopper": [*PRESET_BF16, "--policy-delay", "1",
+                                                               *SIMBA_TEMP["hopper"], *LR01],
             # the same on Hopper with 512-wide critics (the later flag wins), compiled: about the cost of the
             # 256-wide eager update
             "crossq-512-utd2-bf16-compile-simbatemp-lr01-hopper": [*PRESET_BF16, "--critic-hidden-sizes", "512", "512",
