@@ -77,6 +77,8 @@ VARIANTS = {"crossq-256": CROSSQ_256,
                                                            *SIMBA_TEMP["hopper"], *LR01],
             "crossq-256-utd2-bf16-pd1-simbatemp-lr01-hopper": [*PRESET_BF16, "--policy-delay", "1",
                                                                *SIMBA_TEMP["hopper"], *LR01],
+            "crossq-256-utd2-bf16-pd1-simbatemp-lr01-halfcheetah": [*PRESET_BF16, "--policy-delay", "1",
+                                                                    *SIMBA_TEMP["halfcheetah"], *LR01],
             # the preset with SimbaV2's discount on MuJoCo (its horizon heuristic gives 0.995 for 1,000-step episodes)
             "crossq-256-utd2-bf16-simbatemp-lr01-g995-hopper": [*PRESET_BF16, *SIMBA_TEMP["hopper"], *LR01,
                                                                 "--gamma", "0.995"],
