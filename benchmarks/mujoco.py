@@ -67,25 +67,30 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             "crossq-256-utd2-bf16-simbatemp-hopper": [*PRESET_BF16, *SIMBA_TEMP["hopper"]],
             "crossq-256-utd2-bf16-simbatemp-halfcheetah": [*PRESET_BF16, *SIMBA_TEMP["halfcheetah"]],
             # both: SimBa's temperature (every seed leaves the standing start) with falling learning rates (a found
-            # gait is kept), as SimbaV2 combines them: the named preset sample-efficient in bf16 now
-            # (tests/test_config.py checks that they resolve alike)
+            # gait is kept), as SimbaV2 combines them: the named preset sample-efficient until the actor stepped at
+            # every critic step (below)
             "crossq-256-utd2-bf16-simbatemp-lr01-hopper": [*PRESET_BF16, *SIMBA_TEMP["hopper"], *LR01],
             "crossq-256-utd2-bf16-simbatemp-lr01-halfcheetah": [*PRESET_BF16, *SIMBA_TEMP["halfcheetah"], *LR01],
-            # the preset with more learning per sample: three updates per env step (an actor step per env step at
-            # policy delay 3), or an actor step with every critic step at two
+            # the same on Hopper with 512-wide critics (the later flag wins), compiled: about the cost of the
+            # 256-wide eager update
+            "crossq-512-utd2-bf16-compile-simbatemp-lr01-hopper": [*PRESET_BF16, "--critic-hidden-sizes", "512", "512",
+                                                                   "--compile", *SIMBA_TEMP["hopper"], *LR01],
+            # the same with more learning per sample: three updates per env step (an actor step per env step at
+            # policy delay 3), or an actor step at every critic step of two (policy delay 1): the named preset
+            # sample-efficient in bf16 now (tests/test_config.py checks that they resolve alike)
             "crossq-256-utd3-bf16-simbatemp-lr01-hopper": [*PRESET_BF16, "--updates-per-step", "3",
                                                            *SIMBA_TEMP["hopper"], *LR01],
             "crossq-256-utd2-bf16-pd1-simbatemp-lr01-hopper": [*PRESET_BF16, "--policy-delay", "1",
                                                                *SIMBA_TEMP["hopper"], *LR01],
             "crossq-256-utd2-bf16-pd1-simbatemp-lr01-halfcheetah": [*PRESET_BF16, "--policy-delay", "1",
                                                                     *SIMBA_TEMP["halfcheetah"], *LR01],
-            # the preset with SimbaV2's discount on MuJoCo (its horizon heuristic gives 0.995 for 1,000-step episodes)
+            # the preset with learning rates falling further, to 3% (found gaits still swing at 45k)
+            "crossq-256-utd2-bf16-pd1-simbatemp-lr003-hopper": [*PRESET_BF16, "--policy-delay", "1",
+                                                                *SIMBA_TEMP["hopper"], "--lr-final-fraction", "0.03"],
+            # the simbatemp-lr01 recipe with SimbaV2's discount on MuJoCo (its horizon heuristic gives 0.995 for
+            # 1,000-step episodes)
             "crossq-256-utd2-bf16-simbatemp-lr01-g995-hopper": [*PRESET_BF16, *SIMBA_TEMP["hopper"], *LR01,
                                                                 "--gamma", "0.995"],
-            # the same on Hopper with 512-wide critics (the later flag wins), compiled: about the cost of the
-            # 256-wide eager update
-            "crossq-512-utd2-bf16-compile-simbatemp-lr01-hopper": [*PRESET_BF16, "--critic-hidden-sizes", "512", "512",
-                                                                   "--compile", *SIMBA_TEMP["hopper"], *LR01],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}
