@@ -157,7 +157,7 @@ def test_named_preset_is_the_run_its_benchmark_measured(env, act_dim):
     spec.loader.exec_module(bench)
     steps = ["--total-steps", str(bench.DEFAULT_STEPS)]  # the learning rates fall over the run's length
     preset, _, _ = parse_args(["--env", env, "--config", "sample-efficient", "--precision", "bf16", *steps])
-    variant = f"crossq-256-utd2-bf16-simbatemp-lr01-{env.split('-')[0].lower()}"
+    variant = f"crossq-256-utd2-bf16-pd1-simbatemp-lr01-{env.split('-')[0].lower()}"
     measured, _, _ = parse_args(["--env", env, *bench.VARIANTS[variant], *steps])
     target = preset.agent.target_entropy_per_dim * act_dim
     assert preset.agent.target_entropy is None and target == measured.agent.target_entropy
