@@ -44,6 +44,7 @@ PRESET_BF16 = [*CROSSQ_256, "--updates-per-step", "2", "--precision", "bf16"]
 SIMBA_TEMP = {"hopper": ["--init-alpha", "0.01", "--target-entropy", "-1.5"],
               "halfcheetah": ["--init-alpha", "0.01", "--target-entropy", "-3"]}
 LR01 = ["--lr-final-fraction", "0.1"]
+PD1 = ["--policy-delay", "1"]  # an actor (and temperature) step at every critic step; CrossQ's default is 3
 VARIANTS = {"crossq-256": CROSSQ_256,
             # SBX's log-std (a clip of the head's output to [-20, 2]) and temperature loss (in log alpha)
             "crossq-256-sbx": [*CROSSQ_256, "--log-std-bound", "clip", "--log-std-min", "-20", "--temperature-loss",
@@ -75,18 +76,18 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             # 256-wide eager update
             "crossq-512-utd2-bf16-compile-simbatemp-lr01-hopper": [*PRESET_BF16, "--critic-hidden-sizes", "512", "512",
                                                                    "--compile", *SIMBA_TEMP["hopper"], *LR01],
-            # the same with more learning per sample: three updates per env step (an actor step per env step at
-            # policy delay 3), or an actor step at every critic step of two (policy delay 1): the named preset
-            # sample-efficient in bf16 now (tests/test_config.py checks that they resolve alike)
+            # the simbatemp-lr01 recipe with more learning per sample: three updates per env step (an actor step
+            # per env step at policy delay 3), or an actor step at every critic step of two
             "crossq-256-utd3-bf16-simbatemp-lr01-hopper": [*PRESET_BF16, "--updates-per-step", "3",
                                                            *SIMBA_TEMP["hopper"], *LR01],
-            "crossq-256-utd2-bf16-pd1-simbatemp-lr01-hopper": [*PRESET_BF16, "--policy-delay", "1",
-                                                               *SIMBA_TEMP["hopper"], *LR01],
-            "crossq-256-utd2-bf16-pd1-simbatemp-lr01-halfcheetah": [*PRESET_BF16, "--policy-delay", "1",
-                                                                    *SIMBA_TEMP["halfcheetah"], *LR01],
+            # the latter is the named preset sample-efficient in bf16 now (tests/test_config.py checks that they
+            # resolve alike)
+            "crossq-256-utd2-bf16-pd1-simbatemp-lr01-hopper": [*PRESET_BF16, *PD1, *SIMBA_TEMP["hopper"], *LR01],
+            "crossq-256-utd2-bf16-pd1-simbatemp-lr01-halfcheetah": [*PRESET_BF16, *PD1, *SIMBA_TEMP["halfcheetah"],
+                                                                    *LR01],
             # the preset with learning rates falling further, to 3% (found gaits still swing at 45k)
-            "crossq-256-utd2-bf16-pd1-simbatemp-lr003-hopper": [*PRESET_BF16, "--policy-delay", "1",
-                                                                *SIMBA_TEMP["hopper"], "--lr-final-fraction", "0.03"],
+            "crossq-256-utd2-bf16-pd1-simbatemp-lr003-hopper": [*PRESET_BF16, *PD1, *SIMBA_TEMP["hopper"],
+                                                                "--lr-final-fraction", "0.03"],
             # the simbatemp-lr01 recipe with SimbaV2's discount on MuJoCo (its horizon heuristic gives 0.995 for
             # 1,000-step episodes)
             "crossq-256-utd2-bf16-simbatemp-lr01-g995-hopper": [*PRESET_BF16, *SIMBA_TEMP["hopper"], *LR01,
