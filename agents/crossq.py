@@ -18,7 +18,7 @@ from agents.hyperparams import ActorCriticConfig, MaxEntropyConfig, check, check
 from agents.networks import Actor, BatchRenorm, QEnsemble, hidden_linears, project_to_unit_rows_
 from agents.replay_buffer import Batch
 from agents.sac import actor_loss, init_temperature, temperature_loss
-from agents.scaffold import adam, autocast, compiled, grad_norms
+from agents.scaffold import adam, autocast, compiled, grad_norms, zero_grad_
 
 
 @dataclass(frozen=True)
@@ -151,25 +151,36 @@ class CrossQ:
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """A critic step every call; every policy_delay-th call (the first included, as in SBX) also an actor and
         temperature step, against the critics just updated, in eval mode. Returns detached tensors."""
+        actor_step = self.updates % self.config.policy_delay == 0
+        info, actor_info = self.step(batch, actor_step)
+        if actor_step:
+            self.last_actor_info = actor_info
+        self.updates += 1
+        return {**info, **self.last_actor_info}
+
+    def step(self, batch: Batch, actor_step: bool) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The update's device work, which a CUDA graph can replay: the critics' diagnostics (and alpha), and the
+        actor's where it stepped too (else none)."""
         self.critic.train()
         loss_q, info = self._critic_loss(batch, self.alpha)
-        self.critic_optimizer.zero_grad(set_to_none=True)
+        zero_grad_(self.critic_optimizer)
         loss_q.backward()
         self.critic_optimizer.step()
         project_to_unit_rows_(self.critic_linears)
         self.critic.eval()
-        if self.updates % self.config.policy_delay == 0:
+        actor_info = {}
+        if actor_step:
             # The actor normalizes by its batch's statistics (and moves its running ones); the critics value its
             # actions with their running statistics, as at evaluation.
             self.actor.train()
-            loss_pi, self.last_actor_info = self._actor_loss(batch.obs, self.alpha)
-            self.actor_optimizer.zero_grad(set_to_none=True)
+            loss_pi, actor_info = self._actor_loss(batch.obs, self.alpha)
+            zero_grad_(self.actor_optimizer)
             loss_pi.backward()
             self.actor_optimizer.step()
             project_to_unit_rows_(self.actor_linears)
             self.actor.eval()
-        self.updates += 1
-        return {**info, **self.last_actor_info, "alpha": self.alpha}
+        info["alpha"] = self.alpha
+        return info, actor_info
 
     def grad_norms(self) -> dict[str, torch.Tensor]:
         """The critics' from the last update, the actor's from the last actor step."""

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "ended")
+SCALARS = ("reward", "terminated", "ended")  # one number per transition: (capacity,) views
 
 
 class Batch(NamedTuple):
@@ -30,18 +31,23 @@ class ReplayBuffer:
                  gamma: float = 0.99, n_step: int = 1, num_envs: int = 1):
         self.capacity, self.device = capacity, device
         self.gamma, self.n_step, self.num_envs = gamma, n_step, num_envs
-        # empty, not zeros: rows are written before they are read, and untouched pages cost no memory.
-        self.obs = torch.empty((capacity, obs_dim), dtype=torch.float32, device=device)
-        self.action = torch.empty((capacity, act_dim), dtype=torch.float32, device=device)
-        self.reward = torch.empty((capacity,), dtype=torch.float32, device=device)
-        self.next_obs = torch.empty((capacity, obs_dim), dtype=torch.float32, device=device)
-        self.terminated = torch.empty((capacity,), dtype=torch.float32, device=device)
-        self.ended = torch.empty((capacity,), dtype=torch.float32, device=device)  # the episode ended here
+        # One row per transition, its fields side by side (obs, action, reward, next_obs, terminated, ended), each
+        # field a view: on a GPU a step's transition is one host-to-device copy and a batch one gather. empty, not
+        # zeros: rows are written before they are read, and untouched pages cost no memory.
+        widths = (obs_dim, act_dim, 1, obs_dim, 1, 1)
+        self.storage = torch.empty((capacity, sum(widths)), dtype=torch.float32, device=device)
+        starts = np.cumsum((0, *widths))
+        self._columns = [slice(int(a), int(b)) for a, b in zip(starts, starts[1:])]
+        self._stores = tuple(self.storage[:, c.start] if name in SCALARS else self.storage[:, c]
+                             for c, name in zip(self._columns, FIELDS))
+        self.obs, self.action, self.reward, self.next_obs, self.terminated, self.ended = self._stores
         self.pos, self.size = 0, 0
         self.generator = torch.Generator(device=device).manual_seed(seed)
-        self._stores = tuple(getattr(self, name) for name in FIELDS)
-        # On the CPU, NumPy views of the same memory: a step's transition is written without any torch op.
-        self._host_views = tuple(t.numpy() for t in self._stores) if self.device.type == "cpu" else None
+        if self.device.type == "cpu":  # NumPy views of the same memory: a step's transition is written without torch
+            self._host_views = tuple(t.numpy() for t in self._stores)
+        else:  # a pinned row per sub-env, copied without blocking; the event says when it may be written again
+            self._staging = torch.empty((num_envs, sum(widths)), dtype=torch.float32, pin_memory=True)
+            self._staged = torch.cuda.Event()
         self._one_step_discount = torch.full((0,), gamma, device=device)
         steps = torch.arange(n_step, device=device)
         self._gamma_powers = gamma ** steps.float()  # (n,)
@@ -58,12 +64,19 @@ class ReplayBuffer:
         values = (obs, action, reward, next_obs, terminated, terminated if ended is None else ended)
         end = self.pos + n
         rows = slice(self.pos, end) if end <= self.capacity else np.arange(self.pos, end) % self.capacity
-        if self._host_views is not None:
+        if self.device.type == "cpu":
             for view, value in zip(self._host_views, values):
                 view[rows] = value
         else:
-            for store, value in zip(self._stores, values):
-                store[rows] = torch.as_tensor(np.asarray(value), dtype=torch.float32).to(self.device, non_blocking=True)
+            self._staged.synchronize()  # the previous step's copy has left the staging rows
+            staging = self._staging[:n].numpy()
+            for column, value in zip(self._columns, values):
+                staging[:, column] = np.asarray(value, dtype=np.float32).reshape(n, -1)
+            if isinstance(rows, slice):
+                self.storage[rows].copy_(self._staging[:n], non_blocking=True)
+            else:  # wrapping around the end
+                self.storage[torch.as_tensor(rows, device=self.device)] = self._staging[:n].to(self.device)
+            self._staged.record()
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
@@ -97,8 +110,13 @@ class ReplayBuffer:
         if self.n_step == 1:
             if len(self._one_step_discount) < len(idx):
                 self._one_step_discount = torch.full((len(idx),), self.gamma, device=self.device)
-            return Batch(self.obs[idx], self.action[idx], self.reward[idx], self.next_obs[idx], self.terminated[idx],
-                         self._one_step_discount[:len(idx)])
+            discount = self._one_step_discount[:len(idx)]
+            if self.device.type == "cpu":  # a gather per field: contiguous fields, as the CPU kernels were timed with
+                return Batch(self.obs[idx], self.action[idx], self.reward[idx], self.next_obs[idx],
+                             self.terminated[idx], discount)
+            rows = self.storage[idx]  # (B, W): on a GPU one launch, not six
+            obs, action, reward, next_obs, terminated, _ = (rows[:, c] for c in self._columns)
+            return Batch(obs, action, reward[:, 0], next_obs, terminated[:, 0], discount)
         rows = (idx[:, None] + self._offsets) % self.capacity  # (B, n): the sub-env's next transitions
         # A row belongs to the sum if it is already written (its age in write order is at most the newest's) and
         # no earlier row of the sum ended its episode; both hold for a prefix of the n rows.

@@ -13,7 +13,7 @@ import torch
 from agents.hyperparams import ActorCriticConfig, MaxEntropyConfig, check, check_widths
 from agents.networks import Actor, QEnsemble
 from agents.replay_buffer import Batch
-from agents.scaffold import adam, autocast, compiled, grad_norms, polyak_
+from agents.scaffold import adam, autocast, compiled, grad_norms, polyak_, zero_grad_
 
 
 @dataclass(frozen=True)
@@ -132,8 +132,12 @@ class SAC:
         of their sum gives each part exactly its own gradient, all taken at the same parameters, as in the
         original SAC implementation's simultaneous update. Returns detached tensors; never syncs with the host.
         """
+        return self.step(batch)
+
+    def step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The update's device work (all of it: SAC keeps no other state), which a CUDA graph can replay."""
         loss, info = self._losses(batch, self.alpha)
-        self.optimizer.zero_grad(set_to_none=True)
+        zero_grad_(self.optimizer)
         loss.backward()
         self.optimizer.step()
         polyak_(self._target_params, self._params, self.config.tau)

@@ -47,7 +47,14 @@ def reset_(agent, fresh, keep: float = 0.0) -> None:
     params = {p for _, m in modules for p in m.parameters()}
     for optimizer in optimizers(agent):
         for p in params:
-            optimizer.state.pop(p, None)
+            for value in optimizer.state.get(p, {}).values():
+                value.zero_()  # in place, as a fresh Adam's: a CUDA graph keeps stepping these same tensors
+
+
+def zero_grad_(optimizer: torch.optim.Optimizer) -> None:
+    """Gradients to None, or, for an optimizer a CUDA graph steps (capturable), to zero in place: then each of an
+    agent's graphs accumulates into the same gradient tensors, which `grad_norms` reads."""
+    optimizer.zero_grad(set_to_none=not optimizer.param_groups[0]["capturable"])
 
 
 def compiled(fn):

@@ -10,7 +10,7 @@ import torch
 from agents.hyperparams import ActorCriticConfig, check, check_widths
 from agents.networks import DeterministicActor, QEnsemble
 from agents.replay_buffer import Batch
-from agents.scaffold import adam, autocast, compiled, grad_norms, polyak_
+from agents.scaffold import adam, autocast, compiled, grad_norms, polyak_, zero_grad_
 
 
 @dataclass(frozen=True)
@@ -99,22 +99,31 @@ class TD3:
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """A critic step every call; every policy_delay-th call also an actor step and the Polyak step of
         both targets."""
+        self.updates += 1
+        actor_step = self.updates % self.config.policy_delay == 0
+        info, actor_loss = self.step(batch, actor_step)
+        if actor_step:
+            self.last_actor_loss = actor_loss
+        return {**info, "actor_loss": self.last_actor_loss}
+
+    def step(self, batch: Batch, actor_step: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """The update's device work, which a CUDA graph can replay: the critic's diagnostics, and the actor loss
+        where the actor stepped too (else None)."""
         cfg = self.config
         with self.autocast:
             loss_q, info = self._critic_loss(batch, self.critic, self.actor_target, self.critic_target, cfg)
-        self.critic_optimizer.zero_grad(set_to_none=True)
+        zero_grad_(self.critic_optimizer)
         loss_q.backward()
         self.critic_optimizer.step()
-        self.updates += 1
-        if self.updates % cfg.policy_delay == 0:
-            with self.autocast:
-                loss_pi = self._actor_loss(batch.obs, self.actor, self.critic)
-            self.actor_optimizer.zero_grad(set_to_none=True)
-            loss_pi.backward()
-            self.actor_optimizer.step()
-            polyak_(self._target_params, self._params, cfg.tau)
-            self.last_actor_loss = loss_pi.detach()
-        return {**info, "actor_loss": self.last_actor_loss}
+        if not actor_step:
+            return info, None
+        with self.autocast:
+            loss_pi = self._actor_loss(batch.obs, self.actor, self.critic)
+        zero_grad_(self.actor_optimizer)
+        loss_pi.backward()
+        self.actor_optimizer.step()
+        polyak_(self._target_params, self._params, cfg.tau)
+        return info, loss_pi.detach()
 
     def grad_norms(self) -> dict[str, torch.Tensor]:
         """The critics' from the last update, the actor's from the last actor step."""

@@ -97,6 +97,9 @@ class Config:
     compile: bool = setting(False, experiment=False, resumable=True)
     """Compile the losses with torch.compile (seconds to start; on a CPU it needs a C++ compiler): faster
     for SAC and CrossQ on the CPU measured, most with bf16; not for TD3 (docs/benchmarks.md)."""
+    cuda_graph: bool = setting(False, experiment=False, resumable=True)
+    """On a GPU, replay each update and each action from a CUDA graph recorded at its first calls: one launch
+    instead of hundreds (docs/benchmarks.md); with --compile, of the compiled losses."""
     run_dir: str | None = setting(None, experiment=False)
     """Folder of this run; none means runs/<env>__<agent>__s<seed>__<time>."""
     wandb: Literal["online", "offline", "disabled"] | None = setting(None, experiment=False, resumable=True)

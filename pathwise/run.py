@@ -83,6 +83,9 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
     device = resolve_device(config.device)
     if config.compile:
         check_compiler(device)
+    if config.cuda_graph and device.type != "cuda":
+        raise UserError(f"--cuda-graph needs a CUDA device, and this run's device is {device.type}; give "
+                        "--device cuda, or train without --cuda-graph.")
     if config.video_every:  # render without a display: pygame (classic control) and MuJoCo
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         os.environ.setdefault("MUJOCO_GL", "egl")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from agents.cuda_graphs import capturable_, use_cuda_graphs
 from agents.normalizer import ObsNormalizer
 from agents.registry import Agent
 from agents.replay_buffer import ReplayBuffer
@@ -104,8 +105,11 @@ class Trainer:
         self.resources: list = []  # closed with the trainer (the run directory's lock)
         # Each optimizer group's learning rate as configured, which lr_final_fraction scales (by position: loading
         # an optimizer's state replaces its group dicts).
+        self.update_while_stepping = device.type == "cuda"
+        if config.cuda_graph:
+            use_cuda_graphs(agent)
         self.optimizers = optimizers(agent)
-        self.base_lrs = [[group["lr"] for group in o.param_groups] for o in self.optimizers]
+        self.base_lrs = [[float(group["lr"]) for group in o.param_groups] for o in self.optimizers]
 
     # ---- the loop -----------------------------------------------------------------------------------
 
@@ -159,46 +163,65 @@ class Trainer:
         return self.save()
 
     def step(self) -> None:
-        """One call of env.step on every sub-env, then `updates_per_step` gradient updates."""
-        cfg = self.config
+        """One call of env.step on every sub-env, and `updates_per_step` gradient updates.
+
+        On a CPU the updates come after the env step, on batches that may hold its transitions. On a GPU they are
+        launched before it, on batches of the transitions before it, and the GPU runs them while the CPU steps
+        the envs: the next action waits for them, so the policy acts as updated, and no step is stored later."""
+        cfg, n = self.config, self.config.num_envs
         t0 = time.perf_counter()
         if self.env_steps < cfg.learning_starts:
             action = self.collector.random_actions()
         else:
             action = self.agent.act(self._agent_obs(self.collector.obs)).cpu().numpy()
+        after = self.env_steps + n  # env steps once this step is done
+        if _crossed(after, n, cfg.reset_every) and after < cfg.total_steps:
+            self.reset_networks()
+        if self.update_while_stepping and after > cfg.learning_starts and len(self.buffer) >= cfg.batch_size:
+            t0 = self.update(after, t0)
         transition, finished = self.collector.step(action)
         if self.normalizer is not None:
             self.normalizer.update(torch.as_tensor(transition[3], dtype=torch.float32, device=self.device))
         self.buffer.add(*transition)
-        self.env_steps += cfg.num_envs
+        self.env_steps = after
         if finished:
             self.metrics.episodes += finished
             self.last_return = finished[-1][0]
-        if _crossed(self.env_steps, cfg.num_envs, cfg.reset_every) and self.env_steps < cfg.total_steps:
-            self.reset_networks()
+        if not self.update_while_stepping and after > cfg.learning_starts and len(self.buffer) >= cfg.batch_size:
+            t0 = self.update(after, t0)
+        self.metrics.time_env += time.perf_counter() - t0
+
+    def update(self, env_steps: int, t0: float) -> float:
+        """The step's gradient updates, at `env_steps` (the count once the step is done); the time they took is
+        counted since `t0`, and the env's time before it. Returns the time they ended."""
+        cfg = self.config
         t1 = time.perf_counter()
         self.metrics.time_env += t1 - t0
-        if self.env_steps > cfg.learning_starts and len(self.buffer) >= cfg.batch_size:
-            if cfg.lr_final_fraction < 1.0:
-                self.anneal_learning_rates()
-            for _ in range(cfg.updates_per_step):
-                batch = self.buffer.sample(cfg.batch_size)
-                if self.normalizer is not None:
-                    batch = batch._replace(obs=self.normalizer(batch.obs), next_obs=self.normalizer(batch.next_obs))
-                self.metrics.add_update(self.agent.update(batch))
-            self.metrics.time_update += time.perf_counter() - t1
+        if cfg.lr_final_fraction < 1.0:
+            self.anneal_learning_rates(env_steps)
+        for _ in range(cfg.updates_per_step):
+            batch = self.buffer.sample(cfg.batch_size)
+            if self.normalizer is not None:
+                batch = batch._replace(obs=self.normalizer(batch.obs), next_obs=self.normalizer(batch.next_obs))
+            self.metrics.add_update(self.agent.update(batch))
+        t2 = time.perf_counter()
+        self.metrics.time_update += t2 - t1
+        return t2
 
     # ---- now and then -------------------------------------------------------------------------------
 
-    def anneal_learning_rates(self) -> None:
+    def anneal_learning_rates(self, env_steps: int) -> None:
         """lr_final_fraction: each learning rate at its configured value at learning_starts, falling linearly
         to lr_final_fraction of it at total_steps. A function of env_steps alone, so a resumed run has the same."""
         cfg = self.config
-        progress = min(1.0, (self.env_steps - cfg.learning_starts) / max(1, cfg.total_steps - cfg.learning_starts))
+        progress = min(1.0, (env_steps - cfg.learning_starts) / max(1, cfg.total_steps - cfg.learning_starts))
         scale = 1.0 - (1.0 - cfg.lr_final_fraction) * progress
         for optimizer, base_lrs in zip(self.optimizers, self.base_lrs):
             for group, lr in zip(optimizer.param_groups, base_lrs):
-                group["lr"] = lr * scale
+                if isinstance(group["lr"], torch.Tensor):  # a CUDA graph's: it reads this tensor
+                    group["lr"].fill_(lr * scale)
+                else:
+                    group["lr"] = lr * scale
 
     def reset_networks(self) -> None:
         """A reset (`reset_every`): the agent's networks towards a newly initialized agent's, drawn from the run's
@@ -296,6 +319,7 @@ class Trainer:
     def load(self, payload: dict) -> None:
         """Continue from a checkpoint: agent, buffer, counters, RNG streams, and the episodes in flight."""
         self.agent.load_state_dict(payload["agent_state"])
+        capturable_(self.agent, self.config.cuda_graph)  # the optimizers as this run steps them, not the saved run
         if self.normalizer is not None:
             self.normalizer.load_state_dict(payload["obs_normalizer"])
         state = payload["trainer"]

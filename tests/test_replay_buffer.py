@@ -142,3 +142,21 @@ def test_rows_not_yet_written_never_reach_an_n_step_sum():
     buffer.add(np.zeros((2, 1)), np.zeros((2, 1)), np.array([1.0, 2.0]), np.zeros((2, 1)), np.zeros(2), np.zeros(2))
     batch = buffer.gather(torch.arange(2))
     assert batch.reward.tolist() == [2.0, 2.0] and batch.discount.tolist() == [0.25, 0.5]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_gpu_buffer_stores_and_gathers_what_a_cpu_buffer_does():
+    # On a GPU a step is one pinned copy into the packed rows, and a batch one gather; here also across the end.
+    buffers = [ReplayBuffer(capacity=7, obs_dim=2, act_dim=3, device=torch.device(device), num_envs=2)
+               for device in ("cpu", "cuda")]
+    for step in range(6):
+        obs = np.random.default_rng(step).normal(size=(2, 2)).astype(np.float32)
+        transition = (obs, np.full((2, 3), step), np.array([step, -step]), obs + 1, np.array([False, step == 3]),
+                      np.array([step == 2, step == 3]))
+        for buffer in buffers:
+            buffer.add(*transition)
+    cpu, gpu = buffers
+    assert (gpu.pos, gpu.size) == (cpu.pos, cpu.size) == (5, 7)
+    rows = torch.arange(7)
+    for a, b in zip(cpu.gather(rows), gpu.gather(rows.cuda())):
+        torch.testing.assert_close(b.cpu(), a)

@@ -49,9 +49,10 @@ def test_a_reset_moves_every_network_towards_a_fresh_one_and_keeps_the_temperatu
         close = [torch.allclose(p, f) for p, f in zip(agent.critic_target.parameters(),
                                                        fresh.critic_target.parameters())]
         assert all(close) if keep == 0.0 else not any(close)
-    # The networks' Adam moments are gone; the temperature's value and moments stay.
+    # The networks' Adam moments and step counts are a fresh Adam's (zero, in place); the temperature's value and
+    # moments stay.
     for p in [*agent.actor.parameters(), *agent.critic.parameters()]:
-        assert all(p not in o.state for o in optimizers(agent))
+        assert all(not v.any() for v in adam_state(agent, p).values())
     assert torch.equal(agent.log_alpha, log_alpha)
     assert all(torch.equal(v, alpha_state[k]) for k, v in adam_state(agent, agent.log_alpha).items())
     info = agent.update(make_batch(1))  # and it trains on
@@ -64,7 +65,7 @@ def test_a_run_resets_at_each_multiple_of_reset_every_and_only_then(tiny, monkey
     monkeypatch.setattr(trainer, "reset_networks", lambda: at.append(trainer.env_steps))
     trainer.run()
     trainer.close()
-    assert at == [200, 400]
+    assert at == [198, 398]  # in the steps that reach 200 and 400 (two envs: from 198 and 398), after acting
 
 
 def test_reset_settings_are_checked(tiny):
