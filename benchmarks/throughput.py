@@ -6,6 +6,7 @@
     python benchmarks/throughput.py --logging             # also: wandb offline against disabled (ours)
     python benchmarks/throughput.py --agents sac crossq --precisions fp32 bf16 --sbx-python ...  # ours in both
     python benchmarks/throughput.py --agents sac --precisions bf16 --compile both   # ours eager and compiled
+    python benchmarks/throughput.py --device cuda --envs HalfCheetah-v5 --compile both --cuda-graph both --skip-sb3
 
 Every side: batch 256, 256x256 networks (CrossQ's critics too), --updates-per-step updates per env step (1), 1,000
 random steps first, buffer 1e6, no evaluation during training, the same thread count. Env steps per second are
@@ -16,7 +17,7 @@ JAX version, runs SAC, TD3 and CrossQ from its own virtual environment, as a use
     python -m venv ~/sbx-venv && ~/sbx-venv/bin/pip install torch==2.13.0 && \\
         ~/sbx-venv/bin/pip install sbx-rl "jax[cpu]" "gymnasium[mujoco]"
 
-Also reported: the median time of one of our updates alone.
+Also reported: the median time of one of our updates alone (on a GPU, from launch to the end of its kernels).
 """
 
 import argparse
@@ -126,10 +127,13 @@ while len(trainer.buffer) < 2000:
 agent, buffer = trainer.agent, trainer.buffer
 times = []
 # Timed after 2,000 updates, as in a run: Adam's moments have had time to decay (fresh ones time faster).
+sync = torch.cuda.synchronize if trainer.device.type == "cuda" else lambda: None
 for i in range({repeats} + 2000):
     batch = buffer.sample(256)
+    sync()
     t = time.perf_counter()
     agent.update(batch)
+    sync()
     if i >= 2000:
         times.append(time.perf_counter() - t)
 print(statistics.median(sum(times[i:i + 6]) / 6 for i in range(0, len(times), 6)) * 1e6)
@@ -140,8 +144,8 @@ print(statistics.median(sum(times[i:i + 6]) / 6 for i in range(0, len(times), 6)
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def mode_flags(precision: str, compile: bool) -> list[str]:
-    return ["--precision", precision, *(["--compile"] if compile else [])]
+def mode_flags(precision: str, compile: bool, graph: bool) -> list[str]:
+    return ["--precision", precision, *(["--compile"] if compile else []), *(["--cuda-graph"] if graph else [])]
 
 
 def spread(values: list[float]) -> str:
@@ -164,21 +168,32 @@ def main() -> None:
                         help="our side in each (--precision), a row each; the peers run in float32")
     parser.add_argument("--compile", choices=["off", "on", "both"], default="off",
                         help="our side with torch.compile (--compile), without, or both: a row each")
+    parser.add_argument("--cuda-graph", choices=["off", "on", "both"], default="off",
+                        help="our side with CUDA graphs (--cuda-graph; a GPU only), without, or both: a row each")
+    parser.add_argument("--device", default="cpu", help="our side's --device (the peers run on the CPU)")
     parser.add_argument("--skip-sb3", action="store_true")
     parser.add_argument("--sbx-python", help="the Python of a virtual environment with sbx-rl: SBX runs too")
     parser.add_argument("--logging", action="store_true", help="also compare wandb offline with disabled")
     parser.add_argument("--ours-flags", nargs=argparse.REMAINDER, default=[], help="more train.py flags (last)")
     args = parser.parse_args()
 
-    results = {"machine": f"{platform.processor() or platform.machine()}, {args.threads} threads",
+    machine = f"{platform.processor() or platform.machine()}, {args.threads} threads"
+    if args.device.startswith("cuda"):
+        import torch
+
+        machine += f", {torch.cuda.get_device_name(torch.device(args.device))}"
+    results = {"machine": machine, "device": args.device,
                "steps": args.steps, "updates_per_step": args.updates_per_step, "flags": args.ours_flags,
                "runs": {}}
     print("| agent | env | ours (env steps/s) | SBX | ours / SBX | SB3 | ours / SB3 | our update (us) |")
     print("|---|---|---|---|---|---|---|---|")
     compiles = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
-    modes = [(p, c) for p in args.precisions for c in compiles]  # our side's rows: (precision, compiled)
+    graphs = {"off": [False], "on": [True], "both": [False, True]}[args.cuda_graph]
+    # our side's rows: (precision, compiled, CUDA graphs)
+    modes = [(p, c, g) for p in args.precisions for c in compiles for g in graphs]
     for agent in args.agents:
-        flags = [*OUR_FLAGS[agent], "--updates-per-step", str(args.updates_per_step), *args.ours_flags]
+        flags = [*OUR_FLAGS[agent], "--updates-per-step", str(args.updates_per_step), "--device", args.device,
+                 *args.ours_flags]
         for env_id in args.envs:
             mine = {mode: [] for mode in modes}
             sbx, sb3, offline = [], [], []
@@ -194,13 +209,14 @@ def main() -> None:
                 if args.logging:  # in the first precision: its row compares offline with disabled
                     offline.append(ours(env_id, args.steps, args.threads, [*flags, *mode_flags(*modes[0])],
                                         wandb="offline"))
-            for (precision, compile), rates in mine.items():
-                update = update_time_us(env_id, args.threads, [*flags, *mode_flags(precision, compile)])
-                words = [w for w in (precision if precision != "fp32" else "", "compiled" if compile else "") if w]
+            for (precision, compile, graph), rates in mine.items():
+                update = update_time_us(env_id, args.threads, [*flags, *mode_flags(precision, compile, graph)])
+                words = [w for w in (precision if precision != "fp32" else "", "compiled" if compile else "",
+                                     "CUDA graph" if graph else "") if w]
                 name = f"{agent} ({', '.join(words)})" if words else agent
                 print(f"| {name} | {env_id} | {spread(rates)} | {spread(sbx) if sbx else '-'} | {ratio(rates, sbx)} | "
                       f"{spread(sb3) if sb3 else '-'} | {ratio(rates, sb3)} | {update:.0f} |", flush=True)
-                first = (precision, compile) == modes[0]
+                first = (precision, compile, graph) == modes[0]
                 results["runs"][f"{name} {env_id}"] = {"ours": rates, "sbx": sbx, "sb3": sb3, "update_us": update,
                                                        "ours_offline": offline if first else []}
     if args.logging:
