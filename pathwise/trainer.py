@@ -103,11 +103,11 @@ class Trainer:
         # Called after each evaluation with (env_steps, return mean, return std): how a sweep hears of progress.
         self.on_evaluation: list[Callable[[int, float, float], None]] = []
         self.resources: list = []  # closed with the trainer (the run directory's lock)
-        # Each optimizer group's learning rate as configured, which lr_final_fraction scales (by position: loading
-        # an optimizer's state replaces its group dicts).
-        self.update_while_stepping = device.type == "cuda"
+        self.update_while_stepping = device.type == "cuda"  # see step()
         if config.cuda_graph:
             use_cuda_graphs(agent)
+        # Each optimizer group's learning rate as configured, which lr_final_fraction scales (by position: loading
+        # an optimizer's state replaces its group dicts).
         self.optimizers = optimizers(agent)
         self.base_lrs = [[float(group["lr"]) for group in o.param_groups] for o in self.optimizers]
 
