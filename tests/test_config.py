@@ -141,7 +141,7 @@ def test_env_kwargs_reach_every_env_of_the_run_and_travel_with_it(tiny, tmp_path
 def test_named_preset_is_a_config_by_name_and_layers_over_the_env_presets():
     config, _, _ = parse_args(["--env", "Hopper-v5", "--config", "sample-efficient"])
     assert config.agent.name == "crossq" and config.updates_per_step == 2
-    assert config.agent.critic_hidden_sizes == (256, 256)
+    assert config.agent.critic_hidden_sizes == (512, 512) and config.compile
     assert config.learning_starts == 5000  # configs/crossq/Hopper-v5.yaml, under the named preset
     config, _, _ = parse_args(["--env", "Hopper-v5", "--config", "sample-efficient", "--updates-per-step", "1"])
     assert config.updates_per_step == 1  # flags still win
@@ -157,7 +157,7 @@ def test_named_preset_is_the_run_its_benchmark_measured(env, act_dim):
     spec.loader.exec_module(bench)
     steps = ["--total-steps", str(bench.DEFAULT_STEPS)]  # the learning rates fall over the run's length
     preset, _, _ = parse_args(["--env", env, "--config", "sample-efficient", "--precision", "bf16", *steps])
-    variant = f"crossq-256-utd2-bf16-pd1-simbatemp-lr01-{env.split('-')[0].lower()}"
+    variant = f"crossq-512-utd2-bf16-compile-pd1-simbatemp-lr01-{env.split('-')[0].lower()}"
     measured, _, _ = parse_args(["--env", env, *bench.VARIANTS[variant], *steps])
     target = preset.agent.target_entropy_per_dim * act_dim
     assert preset.agent.target_entropy is None and target == measured.agent.target_entropy
