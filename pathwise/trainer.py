@@ -169,7 +169,7 @@ class Trainer:
         launched before it, on batches of the transitions before it, and the GPU runs them while the CPU steps
         the envs: the next action waits for them, so the policy acts as updated, and no step is stored later."""
         cfg, n = self.config, self.config.num_envs
-        t0 = time.perf_counter()
+        t0, updating = time.perf_counter(), 0.0  # the step's start; seconds of it spent updating
         if self.env_steps < cfg.learning_starts:
             action = self.collector.random_actions()
         else:
@@ -177,8 +177,8 @@ class Trainer:
         after = self.env_steps + n  # env steps once this step is done
         if _crossed(after, n, cfg.reset_every) and after < cfg.total_steps:
             self.reset_networks()
-        if self.update_while_stepping and after > cfg.learning_starts and len(self.buffer) >= cfg.batch_size:
-            t0 = self.update(after, t0)
+        if self.update_while_stepping and self._may_update(after):
+            updating += self.update(after)
         transition, finished = self.collector.step(action)
         if self.normalizer is not None:
             self.normalizer.update(torch.as_tensor(transition[3], dtype=torch.float32, device=self.device))
@@ -187,16 +187,18 @@ class Trainer:
         if finished:
             self.metrics.episodes += finished
             self.last_return = finished[-1][0]
-        if not self.update_while_stepping and after > cfg.learning_starts and len(self.buffer) >= cfg.batch_size:
-            t0 = self.update(after, t0)
-        self.metrics.time_env += time.perf_counter() - t0
+        if not self.update_while_stepping and self._may_update(after):
+            updating += self.update(after)
+        self.metrics.time_env += time.perf_counter() - t0 - updating
 
-    def update(self, env_steps: int, t0: float) -> float:
-        """The step's gradient updates, at `env_steps` (the count once the step is done); the time they took is
-        counted since `t0`, and the env's time before it. Returns the time they ended."""
+    def _may_update(self, env_steps: int) -> bool:
+        return env_steps > self.config.learning_starts and len(self.buffer) >= self.config.batch_size
+
+    def update(self, env_steps: int) -> float:
+        """The step's gradient updates, at `env_steps` (the count once the step is done). Returns the seconds they
+        took (to launch, on a GPU)."""
         cfg = self.config
-        t1 = time.perf_counter()
-        self.metrics.time_env += t1 - t0
+        t0 = time.perf_counter()
         if cfg.lr_final_fraction < 1.0:
             self.anneal_learning_rates(env_steps)
         for _ in range(cfg.updates_per_step):
@@ -204,9 +206,9 @@ class Trainer:
             if self.normalizer is not None:
                 batch = batch._replace(obs=self.normalizer(batch.obs), next_obs=self.normalizer(batch.next_obs))
             self.metrics.add_update(self.agent.update(batch))
-        t2 = time.perf_counter()
-        self.metrics.time_update += t2 - t1
-        return t2
+        took = time.perf_counter() - t0
+        self.metrics.time_update += took
+        return took
 
     # ---- now and then -------------------------------------------------------------------------------
 
