@@ -119,6 +119,31 @@ class ReLU(nn.Module):
         return relu_(x)
 
 
+# Under torch.compile on a CPU, a layer this narrow (inputs, or outputs) is written out as products and sums rather
+# than a matmul: a oneDNN matmul costs about 20 us a call however few its FLOPs, while inductor fuses the products
+# and sums into the kernels around them (the ReLU before a head, the concatenation before a first layer).
+NARROW = 8
+
+
+def _fuse_narrow(x: torch.Tensor) -> bool:
+    return torch.compiler.is_compiling() and x.is_cpu
+
+
+def _dot_head(x: torch.Tensor, weight_rows: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """x (..., in) against each row of weight_rows (..., out, in): (..., out), in float32."""
+    with torch.autocast(x.device.type, enabled=False):
+        return (x.float().unsqueeze(-2) * weight_rows).sum(-1) + bias
+
+
+class Linear(nn.Linear):
+    """nn.Linear; a head with at most NARROW outputs is a dot product per output under torch.compile on a CPU."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.out_features <= NARROW and _fuse_narrow(x):
+            return _dot_head(x, self.weight, self.bias)
+        return super().forward(x)
+
+
 def hidden_linears(module: nn.Module) -> list[nn.Module]:
     """The linear layers of `module` whose output goes through a ReLU into a normalization (every one but the
     heads, in CrossQ's actor and critics): batch normalization after them makes the network's output blind to each
@@ -213,7 +238,7 @@ class Actor(nn.Module):
                  log_std_bound: str = "tanh", network: str = "mlp"):
         super().__init__()
         self.trunk = trunk(obs_dim, hidden_sizes, norm, network)
-        self.head = nn.Linear(hidden_sizes[-1], 2 * act_dim)
+        self.head = Linear(hidden_sizes[-1], 2 * act_dim)
         self.log_std_min, self.log_std_max, self.log_std_bound = log_std_min, log_std_max, log_std_bound
 
     def forward(self, obs: torch.Tensor) -> TanhNormal:
@@ -233,7 +258,7 @@ class DeterministicActor(nn.Module):
                  network: str = "mlp"):
         super().__init__()
         self.trunk = trunk(obs_dim, hidden_sizes, network=network)
-        self.head = nn.Linear(hidden_sizes[-1], act_dim)
+        self.head = Linear(hidden_sizes[-1], act_dim)
         self.exploration_noise = exploration_noise
 
     def forward(self, obs: torch.Tensor) -> NoisyDeterministic:
@@ -253,9 +278,18 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor, frozen: bool = False) -> torch.Tensor:
-        if frozen:  # gradients flow to x only: the weight-gradient matmuls are skipped
-            return torch.baddbmm(self.bias.detach(), x, self.weight.detach())
-        return torch.baddbmm(self.bias, x, self.weight)
+        # frozen: gradients flow to x only, the weight-gradient matmuls are skipped
+        weight, bias = (self.weight.detach(), self.bias.detach()) if frozen else (self.weight, self.bias)
+        in_dim, out_dim = weight.shape[-2:]
+        if _fuse_narrow(x) and out_dim <= NARROW:
+            return _dot_head(x, weight.transpose(-1, -2).unsqueeze(-3), bias)
+        if _fuse_narrow(x) and in_dim <= NARROW:  # the first layer on a small task: bias + sum_k x_k w_k
+            with torch.autocast(x.device.type, enabled=False):
+                x, out = x.float(), bias
+                for k in range(in_dim):
+                    out = out + x[..., k:k + 1] * weight[:, k:k + 1]
+                return out
+        return torch.baddbmm(bias, x, weight)
 
 
 class QEnsemble(nn.Module):

@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from agents.networks import Actor, QEnsemble, relu_
+from agents.networks import NARROW, Actor, QEnsemble, relu_
 
 
 def test_critic_ensemble_shapes_and_independent_members():
@@ -113,3 +114,26 @@ def test_relu_under_compile_saves_no_boolean_mask_and_has_relus_gradient():
     x = torch.randn(3, 5, requires_grad=True)
     (grad,) = torch.autograd.grad(torch.compile(relu_)(x * 1.0).sum(), x)
     torch.testing.assert_close(grad, (x > 0).float())
+
+
+@pytest.mark.parametrize("obs_dim, act_dim", [(3, 2), (11, 3)])  # first layer narrow (5 inputs) and wide (14)
+def test_narrow_layers_written_out_under_compile_match_the_matmuls(obs_dim, act_dim):
+    # Under torch.compile on a CPU the heads (at most NARROW outputs) and a narrow first layer are products and
+    # sums instead of matmuls; outputs and gradients must be the matmuls', frozen or not.
+    torch.manual_seed(0)
+    critic, actor = QEnsemble(obs_dim, act_dim, (16, 16)), Actor(obs_dim, act_dim, (16, 16))
+    assert 2 * act_dim <= NARROW
+    obs = torch.randn(8, obs_dim)
+    action = torch.rand(8, act_dim, requires_grad=True)
+
+    def losses(obs, action):
+        dist = actor(obs)
+        return critic(obs, action).sum() + critic(obs, action, frozen=True).square().sum() + dist.loc.square().sum()
+
+    def grads(fn):
+        params = [*critic.parameters(), *actor.parameters(), action]
+        loss = fn(obs, action)
+        return [loss, *torch.autograd.grad(loss, params)]
+
+    for compiled, eager in zip(grads(torch.compile(losses)), grads(losses), strict=True):
+        torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
