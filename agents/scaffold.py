@@ -58,9 +58,9 @@ def zero_grad_(optimizer: torch.optim.Optimizer) -> None:
 
 
 def compiled(fn):
-    """`fn` (a loss: forward, and through AOTAutograd its backward) under torch.compile. Random draws fall back
-    to eager's generator, so a compiled run samples the same numbers from the same seed; the option is given
-    to this compile alone, not set for the process."""
+    """`fn` under torch.compile (a loss: its forward, and through AOTAutograd its backward; or acting). Random
+    draws fall back to eager's generator, so a compiled run samples the same numbers from the same seed; the option
+    is given to this compile alone, not set for the process."""
     return torch.compile(fn, options={"fallback_random": True})
 
 

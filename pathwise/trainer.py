@@ -13,7 +13,7 @@ from agents.cuda_graphs import capturable_, use_cuda_graphs
 from agents.normalizer import ObsNormalizer
 from agents.registry import Agent
 from agents.replay_buffer import ReplayBuffer
-from agents.scaffold import optimizers, reset_
+from agents.scaffold import compiled, optimizers, reset_
 from pathwise import checkpoint
 from pathwise.collector import Collector
 from pathwise.config import Config, to_dict
@@ -106,6 +106,8 @@ class Trainer:
         self.update_while_stepping = device.type == "cuda"  # see step()
         if config.cuda_graph:
             use_cuda_graphs(agent)
+        elif config.compile and device.type == "cpu":  # acting compiled too: 20-50 us less per env step
+            agent.act = compiled(agent.act)
         # Each optimizer group's learning rate as configured, which lr_final_fraction scales (by position: loading
         # an optimizer's state replaces its group dicts).
         self.optimizers = optimizers(agent)

@@ -100,6 +100,18 @@ def test_compile_without_a_cpp_compiler_is_refused_before_the_run_starts(tiny, m
     assert not Path(config.run_dir).exists()
 
 
+def test_a_compiled_run_on_a_cpu_acts_compiled_with_the_eager_policys_actions(tiny):
+    agent = build_trainer(tiny(compile=True, sac={"hidden_sizes": (32, 32)})).agent
+    assert "act" in vars(agent)  # the compiled act, in place of the class's
+    obs = torch.randn(3, agent.actor.trunk[0].in_features)
+    for deterministic in (False, True):
+        torch.manual_seed(0)
+        compiled = agent.act(obs, deterministic)
+        torch.manual_seed(0)
+        eager = type(agent).act(agent, obs, deterministic)
+        torch.testing.assert_close(compiled, eager)
+
+
 def test_learning_rates_fall_linearly_from_the_first_update_to_their_final_fraction(tiny, monkeypatch):
     trainer = build_trainer(tiny(total_steps=300, learning_starts=100, lr_final_fraction=0.1,
                                  sac={"hidden_sizes": (32, 32), "critic_lr": 1e-3}))
