@@ -18,7 +18,7 @@ from agents.hyperparams import ActorCriticConfig, MaxEntropyConfig, check, check
 from agents.networks import Actor, BatchRenorm, QEnsemble, hidden_linears, project_to_unit_rows_
 from agents.replay_buffer import Batch
 from agents.sac import actor_loss, init_temperature, temperature_loss
-from agents.scaffold import adam, autocast, compiled, grad_norms, zero_grad_
+from agents.scaffold import adam, adam_step_, autocast, compiled, grad_norms, zero_grad_
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ class CrossQ:
         loss_q, info = self._critic_loss(batch, self.alpha)
         zero_grad_(self.critic_optimizer)
         loss_q.backward()
-        self.critic_optimizer.step()
+        adam_step_(self.critic_optimizer)
         project_to_unit_rows_(self.critic_linears)
         self.critic.eval()
         actor_info = {}
@@ -176,7 +176,7 @@ class CrossQ:
             loss_pi, actor_info = self._actor_loss(batch.obs, self.alpha)
             zero_grad_(self.actor_optimizer)
             loss_pi.backward()
-            self.actor_optimizer.step()
+            adam_step_(self.actor_optimizer)
             project_to_unit_rows_(self.actor_linears)
             self.actor.eval()
         info["alpha"] = self.alpha

@@ -13,7 +13,7 @@ import torch
 from agents.hyperparams import ActorCriticConfig, MaxEntropyConfig, check, check_widths
 from agents.networks import Actor, QEnsemble
 from agents.replay_buffer import Batch
-from agents.scaffold import adam, autocast, compiled, grad_norms, polyak_, zero_grad_
+from agents.scaffold import adam, adam_step_, autocast, compiled, grad_norms, polyak_, zero_grad_
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ class SAC:
         loss, info = self._losses(batch, self.alpha)
         zero_grad_(self.optimizer)
         loss.backward()
-        self.optimizer.step()
+        adam_step_(self.optimizer)
         polyak_(self._target_params, self._params, self.config.tau)
         info["alpha"] = self.alpha
         return info

@@ -10,7 +10,7 @@ import torch
 from agents.hyperparams import ActorCriticConfig, check, check_widths
 from agents.networks import DeterministicActor, QEnsemble
 from agents.replay_buffer import Batch
-from agents.scaffold import adam, autocast, compiled, grad_norms, polyak_, zero_grad_
+from agents.scaffold import adam, adam_step_, autocast, compiled, grad_norms, polyak_, zero_grad_
 
 
 @dataclass(frozen=True)
@@ -114,14 +114,14 @@ class TD3:
             loss_q, info = self._critic_loss(batch, self.critic, self.actor_target, self.critic_target, cfg)
         zero_grad_(self.critic_optimizer)
         loss_q.backward()
-        self.critic_optimizer.step()
+        adam_step_(self.critic_optimizer)
         if not actor_step:
             return info, None
         with self.autocast:
             loss_pi = self._actor_loss(batch.obs, self.actor, self.critic)
         zero_grad_(self.actor_optimizer)
         loss_pi.backward()
-        self.actor_optimizer.step()
+        adam_step_(self.actor_optimizer)
         polyak_(self._target_params, self._params, cfg.tau)
         return info, loss_pi.detach()
 
