@@ -120,8 +120,8 @@ class CrossQ:
         # The diagnostics of the last actor step: state of the update, reported on the critic-only steps between.
         self.last_actor_info: dict[str, torch.Tensor] = {}
         if compile:
-            self._critic_loss = compiled(self._critic_loss)
-            self._actor_loss = compiled(self._actor_loss)
+            self._critic_loss = compiled(self._critic_loss, device)
+            self._actor_loss = compiled(self._actor_loss, device)
 
     @property
     def alpha(self) -> torch.Tensor:

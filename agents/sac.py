@@ -110,7 +110,7 @@ class SAC:
         self.constants = {"train/target_entropy": self.target_entropy}  # logged by the trainer, not summed
         # torch.compile takes the losses (forward and, through AOTAutograd, their backward); the optimizer step
         # and the Polyak step stay eager, where the fused kernels already run them in one call each.
-        self._losses = compiled(self._losses) if compile else self._losses
+        self._losses = compiled(self._losses, device) if compile else self._losses
 
     @property
     def alpha(self) -> torch.Tensor:

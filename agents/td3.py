@@ -88,8 +88,8 @@ class TD3:
         self.last_actor_loss = torch.zeros((), device=device)
         self._params = list(self.critic.parameters()) + list(self.actor.parameters())
         self._target_params = list(self.critic_target.parameters()) + list(self.actor_target.parameters())
-        self._critic_loss = compiled(critic_loss) if compile else critic_loss
-        self._actor_loss = compiled(actor_loss) if compile else actor_loss
+        self._critic_loss = compiled(critic_loss, device) if compile else critic_loss
+        self._actor_loss = compiled(actor_loss, device) if compile else actor_loss
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:

@@ -107,7 +107,7 @@ class Trainer:
         if config.cuda_graph:
             use_cuda_graphs(agent)
         elif config.compile and device.type == "cpu":  # acting compiled too: 20-50 us less per env step
-            agent.act = compiled(agent.act)
+            agent.act = compiled(agent.act, device)
         # Each optimizer group's learning rate as configured, which lr_final_fraction scales (by position: loading
         # an optimizer's state replaces its group dicts).
         self.optimizers = optimizers(agent)
