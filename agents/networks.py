@@ -126,7 +126,8 @@ NARROW = 8
 
 
 def _fuse_narrow(x: torch.Tensor) -> bool:
-    return torch.compiler.is_compiling() and x.is_cpu
+    # Not under torch.export: an exported policy keeps its matmuls (Gemm in ONNX), for the runtime that reads it.
+    return torch.compiler.is_compiling() and not torch.compiler.is_exporting() and x.is_cpu
 
 
 def _dot_head(x: torch.Tensor, weight_rows: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -283,7 +284,7 @@ class EnsembleLinear(nn.Module):
         in_dim, out_dim = weight.shape[-2:]
         if _fuse_narrow(x) and out_dim <= NARROW:
             return _dot_head(x, weight.transpose(-1, -2).unsqueeze(-3), bias)
-        if _fuse_narrow(x) and in_dim <= NARROW:  # the first layer on a small task: bias + sum_k x_k w_k
+        if _fuse_narrow(x) and in_dim <= NARROW:  # few inputs (a first layer on a small task): bias + sum_k x_k w_k
             with torch.autocast(x.device.type, enabled=False):
                 x, out = x.float(), bias
                 for k in range(in_dim):

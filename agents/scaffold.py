@@ -21,15 +21,16 @@ def adam(*groups: dict) -> torch.optim.Adam:
 def adam_step_(optimizer: torch.optim.Adam) -> None:
     """`optimizer.step()` for an Adam that `adam` built: the same fused kernel on the same state, without
     torch.optim's per-call Python (for options these optimizers never set), which cost 50-120 us of a 1.5-2 ms
-    update on a CPU. The first step, which creates the state, and every step on a GPU take `optimizer.step()`."""
+    update on a CPU. The first step, which creates the state, and every step on a GPU take `optimizer.step()`.
+    `torch._fused_adam_` is torch's own op, not public API: tests/test_scaffold.py holds it to `optimizer.step()`
+    bit for bit."""
     groups, state = optimizer.param_groups, optimizer.state
     plain = all(g["fused"] and not (g["capturable"] or g["amsgrad"] or g["maximize"] or g.get("decoupled_weight_decay"))
                 for g in groups)
-    if not (plain and groups[0]["params"][0].is_cpu):  # on a GPU, optimizer.step() as measured there
-        return optimizer.step()
     work = [[p for p in group["params"] if p.grad is not None] for group in groups]
-    if any(p not in state for params in work for p in params):
-        return optimizer.step()
+    if not (plain and groups[0]["params"][0].is_cpu) or any(p not in state for params in work for p in params):
+        optimizer.step()  # on a GPU as measured there; on a CPU the first step, which creates the state
+        return
     for group, params in zip(groups, work):
         if not params:
             continue
@@ -87,7 +88,8 @@ def compiled(fn, device: torch.device):
     draws fall back to eager's generator, so a compiled run samples the same numbers from the same seed; on a CPU
     the code that calls the kernels is C++ (inductor's cpp_wrapper), not Python: 4-5% of a compiled update. The
     options are given to this compile alone, not set for the process."""
-    return torch.compile(fn, options={"fallback_random": True, "cpp_wrapper": device.type == "cpu"})
+    cpu = {"cpp_wrapper": True} if device.type == "cpu" else {}
+    return torch.compile(fn, options={"fallback_random": True, **cpu})
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
     parser.add_argument("--critics", type=int, default=2)
     parser.add_argument("--agent", choices=["sac", "crossq"], default="sac")
-    parser.add_argument("--policy-delay", type=int, default=3, help="CrossQ's: updates per actor step")
+    parser.add_argument("--policy-delay", type=int, default=3, help="with --agent crossq: updates per actor step")
     args = parser.parse_args()
     delay = args.policy_delay if args.agent == "crossq" else 1
     parts = update_flops(args.batch, args.obs, args.act, args.hidden, args.critics, args.agent, delay)

@@ -95,8 +95,8 @@ class Config:
     precision: Literal["fp32", "bf16"] = "fp32"
     """bf16 runs the networks' matmuls in bfloat16 (autocast); weights, losses and optimizers stay float32."""
     compile: bool = setting(False, experiment=False, resumable=True)
-    """Compile the losses with torch.compile (seconds to start; on a CPU it needs a C++ compiler): faster
-    for SAC and CrossQ on the CPU measured, most with bf16; not for TD3 (docs/benchmarks.md)."""
+    """Compile the losses with torch.compile, and on a CPU acting too (seconds to start; on a CPU it needs a
+    C++ compiler): faster for SAC and CrossQ on the CPU measured, most with bf16; not for TD3 (docs/benchmarks.md)."""
     cuda_graph: bool = setting(False, experiment=False, resumable=True)
     """On a GPU, replay each update and each action from a CUDA graph recorded at its first calls: one launch
     instead of hundreds (docs/benchmarks.md); with --compile, of the compiled losses."""

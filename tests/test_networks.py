@@ -1,7 +1,10 @@
 import pytest
 import torch
 
+from agents import networks
 from agents.networks import NARROW, Actor, QEnsemble, relu_
+
+dot_head = networks._dot_head
 
 
 def test_critic_ensemble_shapes_and_independent_members():
@@ -117,9 +120,11 @@ def test_relu_under_compile_saves_no_boolean_mask_and_has_relus_gradient():
 
 
 @pytest.mark.parametrize("obs_dim, act_dim", [(3, 2), (11, 3)])  # first layer narrow (5 inputs) and wide (14)
-def test_narrow_layers_written_out_under_compile_match_the_matmuls(obs_dim, act_dim):
+def test_narrow_layers_written_out_under_compile_match_the_matmuls(obs_dim, act_dim, monkeypatch):
     # Under torch.compile on a CPU the heads (at most NARROW outputs) and a narrow first layer are products and
     # sums instead of matmuls; outputs and gradients must be the matmuls', frozen or not.
+    heads = []
+    monkeypatch.setattr(networks, "_dot_head", lambda *args: heads.append(1) or dot_head(*args))
     torch.manual_seed(0)
     critic, actor = QEnsemble(obs_dim, act_dim, (16, 16)), Actor(obs_dim, act_dim, (16, 16))
     assert 2 * act_dim <= NARROW
@@ -135,5 +140,16 @@ def test_narrow_layers_written_out_under_compile_match_the_matmuls(obs_dim, act_
         loss = fn(obs, action)
         return [loss, *torch.autograd.grad(loss, params)]
 
-    for compiled, eager in zip(grads(torch.compile(losses)), grads(losses), strict=True):
-        torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
+    eager = grads(losses)
+    assert not heads  # eager mode: the matmuls
+    for compiled, expected in zip(grads(torch.compile(losses)), eager, strict=True):
+        torch.testing.assert_close(compiled, expected, rtol=1e-5, atol=1e-5)
+    assert heads  # compiled: written out
+
+
+def test_an_exported_policy_keeps_its_matmuls():
+    # torch.export also traces as a compiler does; the file it writes is for other runtimes (Gemm in ONNX).
+    head = Actor(3, 1, (16, 16)).head
+    exported = torch.export.export(head, (torch.randn(2, 16),))
+    ops = {str(node.target) for node in exported.graph.nodes if node.op == "call_function"}
+    assert "aten.linear.default" in ops and "aten.sum.dim_IntList" not in ops
