@@ -282,14 +282,15 @@ class EnsembleLinear(nn.Module):
         # frozen: gradients flow to x only, the weight-gradient matmuls are skipped
         weight, bias = (self.weight.detach(), self.bias.detach()) if frozen else (self.weight, self.bias)
         in_dim, out_dim = weight.shape[-2:]
-        if _fuse_narrow(x) and out_dim <= NARROW:
-            return _dot_head(x, weight.transpose(-1, -2).unsqueeze(-3), bias)
-        if _fuse_narrow(x) and in_dim <= NARROW:  # few inputs (a first layer on a small task): bias + sum_k x_k w_k
-            with torch.autocast(x.device.type, enabled=False):
-                x, out = x.float(), bias
-                for k in range(in_dim):
-                    out = out + x[..., k:k + 1] * weight[:, k:k + 1]
-                return out
+        if _fuse_narrow(x):
+            if out_dim <= NARROW:
+                return _dot_head(x, weight.transpose(-1, -2).unsqueeze(-3), bias)
+            if in_dim <= NARROW:  # few inputs (a first layer on a small task): bias + sum_k x_k w_k
+                with torch.autocast(x.device.type, enabled=False):
+                    x, out = x.float(), bias
+                    for k in range(in_dim):
+                        out = out + x[..., k:k + 1] * weight[:, k:k + 1]
+                    return out
         return torch.baddbmm(bias, x, weight)
 
 
