@@ -5,6 +5,7 @@ from agents import networks
 from agents.networks import NARROW, Actor, QEnsemble, relu_
 
 dot_head = networks._dot_head
+bias_apart = networks._bias_apart
 
 
 def test_critic_ensemble_shapes_and_independent_members():
@@ -120,11 +121,13 @@ def test_relu_under_compile_saves_no_boolean_mask_and_has_relus_gradient():
 
 
 @pytest.mark.parametrize("obs_dim, act_dim", [(3, 2), (11, 3)])  # first layer narrow (5 inputs) and wide (14)
-def test_narrow_layers_written_out_under_compile_match_the_matmuls(obs_dim, act_dim, monkeypatch):
+def test_layers_written_out_under_compile_match_the_matmuls(obs_dim, act_dim, monkeypatch):
     # Under torch.compile on a CPU the heads (at most NARROW outputs) and a narrow first layer are products and
-    # sums instead of matmuls; outputs and gradients must be the matmuls', frozen or not.
-    heads = []
+    # sums instead of matmuls, and the other layers add their bias apart from the matmul; outputs and gradients
+    # must be the fused matmuls', frozen or not.
+    heads, apart = [], []
     monkeypatch.setattr(networks, "_dot_head", lambda *args: heads.append(1) or dot_head(*args))
+    monkeypatch.setattr(networks, "_bias_apart", lambda *args: apart.append(1) or bias_apart(*args))
     torch.manual_seed(0)
     critic, actor = QEnsemble(obs_dim, act_dim, (16, 16)), Actor(obs_dim, act_dim, (16, 16))
     assert 2 * act_dim <= NARROW
@@ -141,10 +144,10 @@ def test_narrow_layers_written_out_under_compile_match_the_matmuls(obs_dim, act_
         return [loss, *torch.autograd.grad(loss, params)]
 
     eager = grads(losses)
-    assert not heads  # eager mode: the matmuls
+    assert not heads and not apart  # eager mode: the fused matmuls
     for compiled, expected in zip(grads(torch.compile(losses)), eager, strict=True):
         torch.testing.assert_close(compiled, expected, rtol=1e-5, atol=1e-5)
-    assert heads  # compiled: written out
+    assert heads and apart  # compiled: written out
 
 
 def test_an_exported_policy_keeps_its_matmuls():
