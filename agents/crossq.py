@@ -18,7 +18,7 @@ from agents.hyperparams import ActorCriticConfig, MaxEntropyConfig, check, check
 from agents.networks import Actor, BatchRenorm, QEnsemble, hidden_linears, project_to_unit_rows_
 from agents.replay_buffer import Batch
 from agents.sac import actor_loss, init_temperature, temperature_loss
-from agents.scaffold import adam, adam_step_, autocast, compiled, grad_norms, zero_grad_
+from agents.scaffold import adam, adam_step_, autocast, compiled, grad_norms, train_mode_, zero_grad_
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,8 @@ class CrossQ:
         self.actor = config.make_actor(obs_dim, act_dim).to(device)  # eval mode, but inside update
         self.critic = QEnsemble(obs_dim, act_dim, config.critic_hidden_sizes, config.num_critics,
                                 norm=config.norm(), network=config.network).to(device).eval()  # train mode: critic loss
+        # Switched between training and eval mode inside each update (the flags only: see train_mode_).
+        self.actor_modules, self.critic_modules = list(self.actor.modules()), list(self.critic.modules())
         # With weight normalization: the hidden layers projected once here, and after each of their steps.
         self.actor_linears = hidden_linears(self.actor) if config.weight_norm else []
         self.critic_linears = hidden_linears(self.critic) if config.weight_norm else []
@@ -161,24 +163,24 @@ class CrossQ:
     def step(self, batch: Batch, actor_step: bool) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """The update's device work, which a CUDA graph can replay: the critics' diagnostics (and alpha), and the
         actor's where it stepped too (else none)."""
-        self.critic.train()
+        train_mode_(self.critic_modules, True)
         loss_q, info = self._critic_loss(batch, self.alpha)
         zero_grad_(self.critic_optimizer)
         loss_q.backward()
         adam_step_(self.critic_optimizer)
         project_to_unit_rows_(self.critic_linears)
-        self.critic.eval()
+        train_mode_(self.critic_modules, False)
         actor_info = {}
         if actor_step:
             # The actor normalizes by its batch's statistics (and moves its running ones); the critics value its
             # actions with their running statistics, as at evaluation.
-            self.actor.train()
+            train_mode_(self.actor_modules, True)
             loss_pi, actor_info = self._actor_loss(batch.obs, self.alpha)
             zero_grad_(self.actor_optimizer)
             loss_pi.backward()
             adam_step_(self.actor_optimizer)
             project_to_unit_rows_(self.actor_linears)
-            self.actor.eval()
+            train_mode_(self.actor_modules, False)
         info["alpha"] = self.alpha
         return info, actor_info
 

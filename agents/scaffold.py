@@ -77,10 +77,23 @@ def reset_(agent, fresh, keep: float = 0.0) -> None:
                 value.zero_()  # in place, as a fresh Adam's: a CUDA graph keeps stepping these same tensors
 
 
+def train_mode_(modules: list[torch.nn.Module], mode: bool) -> None:
+    """`module.train(mode)` for a network listed once as `list(module.modules())`: the same flags set, without
+    nn.Module.train's recursion, which cost 25-40 us a call for CrossQ's networks, four calls an actor step."""
+    for module in modules:
+        object.__setattr__(module, "training", mode)  # a plain attribute: nn.Module.__setattr__ only adds checks
+
+
 def zero_grad_(optimizer: torch.optim.Optimizer) -> None:
     """Gradients to None, or, for an optimizer a CUDA graph steps (capturable), to zero in place: then each of an
-    agent's graphs accumulates into the same gradient tensors, which `grad_norms` reads."""
-    optimizer.zero_grad(set_to_none=not optimizer.param_groups[0]["capturable"])
+    agent's graphs accumulates into the same gradient tensors, which `grad_norms` reads. To None as
+    `optimizer.zero_grad()` does, without its per-call bookkeeping (about 50 us of a 1.9 ms CPU update)."""
+    if optimizer.param_groups[0]["capturable"]:
+        optimizer.zero_grad(set_to_none=False)
+        return
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            p.grad = None
 
 
 def compiled(fn, device: torch.device):

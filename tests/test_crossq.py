@@ -161,13 +161,17 @@ def test_actor_and_temperature_move_on_the_first_update_and_then_every_policy_de
     for step in range(7):
         critic, actor, log_alpha = flat(agent.critic).clone(), flat(agent.actor).clone(), agent.log_alpha.item()
         actor_stats = agent.actor.trunk[0].running_mean.clone()
+        critic_stats = agent.critic.norms[1].running_mean.clone()
         info = agent.update(make_batch(step))
+        # The critics' statistics move at every update: their loss runs in training mode.
+        assert not torch.equal(agent.critic.norms[1].running_mean, critic_stats)
         assert torch.isfinite(info["critic_loss"]) and not torch.equal(flat(agent.critic), critic)
         actor_moved = not torch.equal(flat(agent.actor), actor)
         assert actor_moved == (agent.log_alpha.item() != log_alpha)
         assert actor_moved == (not torch.equal(agent.actor.trunk[0].running_mean, actor_stats))
         moves.append(actor_moved)
-        assert not agent.actor.training and not agent.critic.training  # acting always sees running statistics
+        # Acting always sees running statistics: every layer back in eval mode, as module.eval() leaves it.
+        assert not any(m.training for m in [*agent.actor.modules(), *agent.critic.modules()])
     assert moves == [True, False, False] * 2 + [True]
     assert {"critic_loss", "actor_loss", "alpha", "entropy", "q_mean"} <= info.keys()
 
