@@ -125,7 +125,8 @@ class ReLU(nn.Module):
 NARROW = 8
 
 
-def _fuse_narrow(x: torch.Tensor) -> bool:
+def _for_inductor_cpu(x: torch.Tensor) -> bool:
+    """Whether layers are written for inductor's CPU kernels (narrow layers written out, biases apart)."""
     # Not under torch.export: an exported policy keeps its matmuls (Gemm in ONNX), for the runtime that reads it.
     return torch.compiler.is_compiling() and not torch.compiler.is_exporting() and x.is_cpu
 
@@ -147,7 +148,7 @@ class Linear(nn.Linear):
     any other layer adds its bias apart from the matmul."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not _fuse_narrow(x):
+        if not _for_inductor_cpu(x):
             return super().forward(x)
         if self.out_features <= NARROW:
             return _dot_head(x, self.weight, self.bias)
@@ -291,7 +292,7 @@ class EnsembleLinear(nn.Module):
         # frozen: gradients flow to x only, the weight-gradient matmuls are skipped
         weight, bias = (self.weight.detach(), self.bias.detach()) if frozen else (self.weight, self.bias)
         in_dim, out_dim = weight.shape[-2:]
-        if _fuse_narrow(x):
+        if _for_inductor_cpu(x):
             if out_dim <= NARROW:
                 return _dot_head(x, weight.transpose(-1, -2).unsqueeze(-3), bias)
             if in_dim <= NARROW:  # few inputs (a first layer on a small task): bias + sum_k x_k w_k
