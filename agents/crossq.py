@@ -18,7 +18,7 @@ from agents.hyperparams import ActorCriticConfig, MaxEntropyConfig, check, check
 from agents.networks import Actor, BatchRenorm, QEnsemble, hidden_linears, project_to_unit_rows_
 from agents.replay_buffer import Batch
 from agents.sac import actor_loss, init_temperature, temperature_loss
-from agents.scaffold import adam, adam_step_, autocast, compiled, grad_norms, train_mode_, zero_grad_
+from agents.scaffold import adam, grad_norms
 
 
 @dataclass(frozen=True)
@@ -64,14 +64,13 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
         check(not self.weight_norm or self.network == "mlp",
               f"weight_norm needs the mlp network: the {self.network} network has no batch norm after every layer.")
 
-    def make_agent(self, obs_dim: int, act_dim: int, device: torch.device, precision: str = "fp32",
-                   compile: bool = False) -> "CrossQ":
-        return CrossQ(obs_dim, act_dim, self, device, precision, compile)
+    def make_agent(self, obs_dim: int, act_dim: int, device: torch.device) -> "CrossQ":
+        return CrossQ(obs_dim, act_dim, self, device)
 
     def make_actor(self, obs_dim: int, act_dim: int) -> Actor:
-        """In eval mode: acting uses the running statistics, so a single observation is fine."""
+        """Acting (train=False, the default) uses the running statistics, so a single observation is fine."""
         return Actor(obs_dim, act_dim, self.actor_hidden_sizes, self.log_std_min, self.log_std_max,
-                     norm=self.norm(), log_std_bound=self.log_std_bound, network=self.network).eval()
+                     norm=self.norm(), log_std_bound=self.log_std_bound, network=self.network)
 
     def norm(self):
         return functools.partial(BatchRenorm, momentum=self.batch_norm_momentum,
@@ -79,10 +78,12 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
 
 
 def critic_loss(batch: Batch, actor: Actor, critic: QEnsemble, alpha: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """The critics in training mode, on (s, a) and (s', a') joined into one batch of 2B; no target network."""
+    """The critics in training mode, on (s, a) and (s', a') joined into one batch of 2B; no target network. The
+    actor draws a' with its running statistics, as when acting."""
     with torch.no_grad():
         next_action, next_log_prob = actor(batch.next_obs).rsample_and_log_prob()  # (B, A), (B,)
-    q_both = critic(torch.cat([batch.obs, batch.next_obs]), torch.cat([batch.action, next_action]))  # (E, 2B)
+    q_both = critic(torch.cat([batch.obs, batch.next_obs]), torch.cat([batch.action, next_action]),
+                    train=True)  # (E, 2B)
     q, next_q = q_both.chunk(2, dim=1)  # (E, B) each
     with torch.no_grad():
         # Only a true terminal state stops bootstrapping; a time-limit truncation is stored with terminated=0.
@@ -94,16 +95,16 @@ def critic_loss(batch: Batch, actor: Actor, critic: QEnsemble, alpha: torch.Tens
 
 class CrossQ:
     name = "crossq"
+    # For the speed layer (pathwise/speed): the methods computing losses from tensors (it may compile them and run
+    # them under autocast), and the gradient steps' device work, which keeps no Python state (CUDA graphs).
+    loss_methods = ("critic_losses", "actor_losses")
+    step_methods = ("critic_step", "actor_step")
 
-    def __init__(self, obs_dim: int, act_dim: int, config: CrossQConfig, device: torch.device,
-                 precision: str = "fp32", compile: bool = False):
+    def __init__(self, obs_dim: int, act_dim: int, config: CrossQConfig, device: torch.device):
         self.config, self.device = config, device
-        self.autocast = autocast(device, precision)
-        self.actor = config.make_actor(obs_dim, act_dim).to(device)  # eval mode, but inside update
+        self.actor = config.make_actor(obs_dim, act_dim).to(device)
         self.critic = QEnsemble(obs_dim, act_dim, config.critic_hidden_sizes, config.num_critics,
-                                norm=config.norm(), network=config.network).to(device).eval()  # train mode: critic loss
-        # Switched between training and eval mode inside each update (the flags only: see train_mode_).
-        self.actor_modules, self.critic_modules = list(self.actor.modules()), list(self.critic.modules())
+                                norm=config.norm(), network=config.network).to(device)
         # With weight normalization: the hidden layers projected once here, and after each of their steps.
         self.actor_linears = hidden_linears(self.actor) if config.weight_norm else []
         self.critic_linears = hidden_linears(self.critic) if config.weight_norm else []
@@ -121,9 +122,6 @@ class CrossQ:
         self.constants = {"train/target_entropy": self.target_entropy}
         # The diagnostics of the last actor step: state of the update, reported on the critic-only steps between.
         self.last_actor_info: dict[str, torch.Tensor] = {}
-        if compile:
-            self._critic_loss = compiled(self._critic_loss, device)
-            self._actor_loss = compiled(self._actor_loss, device)
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -131,19 +129,19 @@ class CrossQ:
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        dist = self.actor(obs)  # eval mode: the running statistics, so a single observation is fine
+        dist = self.actor(obs)  # the running statistics, so a single observation is fine
         return dist.mode if deterministic else dist.sample()
 
     def _frozen_critic(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return self.critic(obs, action, frozen=True)
 
-    def _critic_loss(self, batch: Batch, alpha: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        with self.autocast:
-            return critic_loss(batch, self.actor, self.critic, alpha)
+    def critic_losses(self, batch: Batch, alpha: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        return critic_loss(batch, self.actor, self.critic, alpha)
 
-    def _actor_loss(self, obs: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        with self.autocast:
-            loss, log_prob, info = actor_loss(obs, self.actor, self._frozen_critic, alpha)
+    def actor_losses(self, obs: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The actor loss, the actor normalizing by its batch's statistics (and moving its running ones) and the
+        critics valuing its actions with their running statistics, as at evaluation; and the temperature's."""
+        loss, log_prob, info = actor_loss(obs, self.actor, self._frozen_critic, alpha)
         if self.autotune:
             loss_alpha = temperature_loss(self.log_alpha, log_prob, self.target_entropy, self.config.temperature_loss)
             info["alpha_loss"] = loss_alpha.detach()
@@ -152,37 +150,28 @@ class CrossQ:
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """A critic step every call; every policy_delay-th call (the first included, as in SBX) also an actor and
-        temperature step, against the critics just updated, in eval mode. Returns detached tensors."""
-        actor_step = self.updates % self.config.policy_delay == 0
-        info, actor_info = self.step(batch, actor_step)
-        if actor_step:
-            self.last_actor_info = actor_info
+        temperature step, against the critics just updated. Returns detached tensors."""
+        info = self.critic_step(batch)
+        if self.updates % self.config.policy_delay == 0:
+            self.last_actor_info = self.actor_step(batch.obs)
         self.updates += 1
-        return {**info, **self.last_actor_info}
+        return {**info, **self.last_actor_info, "alpha": self.alpha}
 
-    def step(self, batch: Batch, actor_step: bool) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """The update's device work, which a CUDA graph can replay: the critics' diagnostics (and alpha), and the
-        actor's where it stepped too (else none)."""
-        train_mode_(self.critic_modules, True)
-        loss_q, info = self._critic_loss(batch, self.alpha)
-        zero_grad_(self.critic_optimizer)
-        loss_q.backward()
-        adam_step_(self.critic_optimizer)
+    def critic_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        loss, info = self.critic_losses(batch, self.alpha)
+        self.critic_optimizer.zero_grad()
+        loss.backward()
+        self.critic_optimizer.step()
         project_to_unit_rows_(self.critic_linears)
-        train_mode_(self.critic_modules, False)
-        actor_info = {}
-        if actor_step:
-            # The actor normalizes by its batch's statistics (and moves its running ones); the critics value its
-            # actions with their running statistics, as at evaluation.
-            train_mode_(self.actor_modules, True)
-            loss_pi, actor_info = self._actor_loss(batch.obs, self.alpha)
-            zero_grad_(self.actor_optimizer)
-            loss_pi.backward()
-            adam_step_(self.actor_optimizer)
-            project_to_unit_rows_(self.actor_linears)
-            train_mode_(self.actor_modules, False)
-        info["alpha"] = self.alpha
-        return info, actor_info
+        return info
+
+    def actor_step(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        loss, info = self.actor_losses(obs, self.alpha)
+        self.actor_optimizer.zero_grad()
+        loss.backward()
+        self.actor_optimizer.step()
+        project_to_unit_rows_(self.actor_linears)
+        return info
 
     def grad_norms(self) -> dict[str, torch.Tensor]:
         """The critics' from the last update, the actor's from the last actor step."""

@@ -27,11 +27,14 @@ class Agent(Protocol):
     name: str
     actor: nn.Module  # observations -> a distribution-like object with `.mode` and `.sample()`
     constants: dict[str, float]  # metrics fixed for the run (e.g. SAC's target entropy), logged at each interval
+    # The names of the agent's methods that the speed layer (pathwise/speed) may wrap: those computing losses from
+    # tensors (compiled, run under autocast), and the gradient steps' device work, which keeps no Python state
+    # (a policy-delay count lives in `update`, around them), replayed from CUDA graphs.
+    loss_methods: tuple[str, ...]
+    step_methods: tuple[str, ...]
 
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor: ...
-    # detached tensors; no host sync. Its device work is a method `step` (what --cuda-graph replays), and what
-    # must run in Python at every update (a policy-delay count) is around it, in `update`.
-    def update(self, batch: Batch) -> dict[str, torch.Tensor]: ...
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]: ...  # detached tensors; no host sync
     def grad_norms(self) -> dict[str, torch.Tensor]: ...  # of the gradients the last update left; read at log time
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...

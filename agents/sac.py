@@ -13,7 +13,7 @@ import torch
 from agents.hyperparams import ActorCriticConfig, MaxEntropyConfig, check, check_widths
 from agents.networks import Actor, QEnsemble
 from agents.replay_buffer import Batch
-from agents.scaffold import adam, adam_step_, autocast, compiled, grad_norms, polyak_, zero_grad_
+from agents.scaffold import adam, grad_norms, polyak_
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,8 @@ class SACConfig(MaxEntropyConfig, ActorCriticConfig):
         check_widths("hidden_sizes", self.hidden_sizes, self.network)
         check(0.0 <= self.tau <= 1.0, f"tau must lie in [0, 1], got {self.tau}.")
 
-    def make_agent(self, obs_dim: int, act_dim: int, device: torch.device, precision: str = "fp32",
-                   compile: bool = False) -> "SAC":
-        return SAC(obs_dim, act_dim, self, device, precision, compile)
+    def make_agent(self, obs_dim: int, act_dim: int, device: torch.device) -> "SAC":
+        return SAC(obs_dim, act_dim, self, device)
 
     def make_actor(self, obs_dim: int, act_dim: int) -> Actor:
         return Actor(obs_dim, act_dim, self.hidden_sizes, self.log_std_min, self.log_std_max,
@@ -60,7 +59,7 @@ def critic_loss(batch: Batch, actor: Actor, critic: QEnsemble, critic_target: QE
 
 def actor_loss(obs: torch.Tensor, actor: Actor, q_fn, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """`q_fn(obs, action) -> (E, B)`. Returns the loss, the detached log-probs (for the temperature) and info."""
-    dist = actor(obs)
+    dist = actor(obs, train=True)
     action, log_prob = dist.rsample_and_log_prob()  # (B, A), (B,): differentiable in the actor's parameters
     q = q_fn(obs, action).min(dim=0).values  # (B,)
     loss = (alpha * log_prob - q).mean()
@@ -89,11 +88,13 @@ def init_temperature(config: MaxEntropyConfig, act_dim: int, device: torch.devic
 
 class SAC:
     name = "sac"
+    # For the speed layer (pathwise/speed), which may run these methods compiled, under autocast or replayed
+    # from CUDA graphs: the one computing the losses from tensors, and the one doing the whole gradient step.
+    loss_methods = ("losses",)
+    step_methods = ("update",)
 
-    def __init__(self, obs_dim: int, act_dim: int, config: SACConfig, device: torch.device,
-                 precision: str = "fp32", compile: bool = False):
+    def __init__(self, obs_dim: int, act_dim: int, config: SACConfig, device: torch.device):
         self.config, self.device = config, device
-        self.autocast = autocast(device, precision)
         self.actor = config.make_actor(obs_dim, act_dim).to(device)
         self.critic = config.make_critic(obs_dim, act_dim).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
@@ -108,9 +109,6 @@ class SAC:
         self._params = list(self.critic.parameters())
         self._target_params = list(self.critic_target.parameters())
         self.constants = {"train/target_entropy": self.target_entropy}  # logged by the trainer, not summed
-        # torch.compile takes the losses (forward and, through AOTAutograd, their backward); the optimizer step
-        # and the Polyak step stay eager, where the fused kernels already run them in one call each.
-        self._losses = compiled(self._losses, device) if compile else self._losses
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -132,14 +130,10 @@ class SAC:
         of their sum gives each part exactly its own gradient, all taken at the same parameters, as in the
         original SAC implementation's simultaneous update. Returns detached tensors; never syncs with the host.
         """
-        return self.step(batch)
-
-    def step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """The update's device work (all of it: SAC keeps no other state), which a CUDA graph can replay."""
-        loss, info = self._losses(batch, self.alpha)
-        zero_grad_(self.optimizer)
+        loss, info = self.losses(batch, self.alpha)
+        self.optimizer.zero_grad()
         loss.backward()
-        adam_step_(self.optimizer)
+        self.optimizer.step()
         polyak_(self._target_params, self._params, self.config.tau)
         info["alpha"] = self.alpha
         return info
@@ -150,11 +144,10 @@ class SAC:
     def _critic_loss(self, batch: Batch, alpha: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return critic_loss(batch, self.actor, self.critic, self.critic_target, alpha)
 
-    def _losses(self, batch: Batch, alpha: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def losses(self, batch: Batch, alpha: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The sum of the three losses, and their diagnostics."""
-        with self.autocast:
-            loss_q, info = self._critic_loss(batch, alpha)
-            loss_pi, log_prob, actor_info = actor_loss(batch.obs, self.actor, self._frozen_critic, alpha)
+        loss_q, info = self._critic_loss(batch, alpha)
+        loss_pi, log_prob, actor_info = actor_loss(batch.obs, self.actor, self._frozen_critic, alpha)
         info.update(actor_info)
         loss = loss_q + loss_pi
         if self.autotune:

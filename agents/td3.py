@@ -10,7 +10,7 @@ import torch
 from agents.hyperparams import ActorCriticConfig, check, check_widths
 from agents.networks import DeterministicActor, QEnsemble
 from agents.replay_buffer import Batch
-from agents.scaffold import adam, adam_step_, autocast, compiled, grad_norms, polyak_, zero_grad_
+from agents.scaffold import adam, grad_norms, polyak_
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,8 @@ class TD3Config(ActorCriticConfig):
         for name in ("policy_noise", "noise_clip", "exploration_noise"):
             check(getattr(self, name) >= 0, f"{name} must be zero or positive, got {getattr(self, name)}.")
 
-    def make_agent(self, obs_dim: int, act_dim: int, device: torch.device, precision: str = "fp32",
-                   compile: bool = False) -> "TD3":
-        return TD3(obs_dim, act_dim, self, device, precision, compile)
+    def make_agent(self, obs_dim: int, act_dim: int, device: torch.device) -> "TD3":
+        return TD3(obs_dim, act_dim, self, device)
 
     def make_actor(self, obs_dim: int, act_dim: int) -> DeterministicActor:
         return DeterministicActor(obs_dim, act_dim, self.hidden_sizes, self.exploration_noise, self.network)
@@ -70,11 +69,13 @@ def actor_loss(obs: torch.Tensor, actor: DeterministicActor, critic: QEnsemble) 
 
 class TD3:
     name = "td3"
+    # For the speed layer (pathwise/speed): the methods computing losses from tensors (it may compile them and run
+    # them under autocast), and the gradient steps' device work, which keeps no Python state (CUDA graphs).
+    loss_methods = ("critic_losses", "actor_losses")
+    step_methods = ("critic_step", "actor_step")
 
-    def __init__(self, obs_dim: int, act_dim: int, config: TD3Config, device: torch.device,
-                 precision: str = "fp32", compile: bool = False):
+    def __init__(self, obs_dim: int, act_dim: int, config: TD3Config, device: torch.device):
         self.config, self.device = config, device
-        self.autocast = autocast(device, precision)
         self.actor = config.make_actor(obs_dim, act_dim).to(device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic = QEnsemble(obs_dim, act_dim, config.hidden_sizes, config.num_critics,
@@ -88,42 +89,42 @@ class TD3:
         self.last_actor_loss = torch.zeros((), device=device)
         self._params = list(self.critic.parameters()) + list(self.actor.parameters())
         self._target_params = list(self.critic_target.parameters()) + list(self.actor_target.parameters())
-        self._critic_loss = compiled(critic_loss, device) if compile else critic_loss
-        self._actor_loss = compiled(actor_loss, device) if compile else actor_loss
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         action = self.actor(obs)
         return action.mode if deterministic else action.sample()
 
+    def critic_losses(self, batch: Batch) -> tuple[torch.Tensor, dict]:
+        return critic_loss(batch, self.critic, self.actor_target, self.critic_target, self.config)
+
+    def actor_losses(self, obs: torch.Tensor) -> torch.Tensor:
+        return actor_loss(obs, self.actor, self.critic)
+
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """A critic step every call; every policy_delay-th call also an actor step and the Polyak step of
         both targets."""
         self.updates += 1
-        actor_step = self.updates % self.config.policy_delay == 0
-        info, actor_loss = self.step(batch, actor_step)
-        if actor_step:
-            self.last_actor_loss = actor_loss
+        info = self.critic_step(batch)
+        if self.updates % self.config.policy_delay == 0:
+            self.last_actor_loss = self.actor_step(batch.obs)
         return {**info, "actor_loss": self.last_actor_loss}
 
-    def step(self, batch: Batch, actor_step: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-        """The update's device work, which a CUDA graph can replay: the critic's diagnostics, and the actor loss
-        where the actor stepped too (else None)."""
-        cfg = self.config
-        with self.autocast:
-            loss_q, info = self._critic_loss(batch, self.critic, self.actor_target, self.critic_target, cfg)
-        zero_grad_(self.critic_optimizer)
-        loss_q.backward()
-        adam_step_(self.critic_optimizer)
-        if not actor_step:
-            return info, None
-        with self.autocast:
-            loss_pi = self._actor_loss(batch.obs, self.actor, self.critic)
-        zero_grad_(self.actor_optimizer)
-        loss_pi.backward()
-        adam_step_(self.actor_optimizer)
-        polyak_(self._target_params, self._params, cfg.tau)
-        return info, loss_pi.detach()
+    def critic_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        loss, info = self.critic_losses(batch)
+        self.critic_optimizer.zero_grad()
+        loss.backward()
+        self.critic_optimizer.step()
+        return info
+
+    def actor_step(self, obs: torch.Tensor) -> torch.Tensor:
+        """The actor's step, then the Polyak step of both targets; the actor loss."""
+        loss = self.actor_losses(obs)
+        self.actor_optimizer.zero_grad()
+        loss.backward()
+        self.actor_optimizer.step()
+        polyak_(self._target_params, self._params, self.config.tau)
+        return loss.detach()
 
     def grad_norms(self) -> dict[str, torch.Tensor]:
         """The critics' from the last update, the actor's from the last actor step."""

@@ -35,9 +35,8 @@ class TQCConfig(SACConfig):
         check(0 <= self.drop_per_critic < self.num_quantiles,
               f"drop_per_critic must lie in [0, num_quantiles), got {self.drop_per_critic}.")
 
-    def make_agent(self, obs_dim: int, act_dim: int, device: torch.device, precision: str = "fp32",
-                   compile: bool = False) -> "TQC":
-        return TQC(obs_dim, act_dim, self, device, precision, compile)
+    def make_agent(self, obs_dim: int, act_dim: int, device: torch.device) -> "TQC":
+        return TQC(obs_dim, act_dim, self, device)
 
     def make_critic(self, obs_dim: int, act_dim: int) -> QEnsemble:
         return QEnsemble(obs_dim, act_dim, self.hidden_sizes, self.num_critics, out_dim=self.num_quantiles,
@@ -46,35 +45,14 @@ class TQCConfig(SACConfig):
 
 def quantile_huber_loss(quantiles: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """quantiles (E, B, N) at the midpoint fractions tau_i = (i + 0.5) / N, each fit to every target atom (B, T):
-    the mean over all (member, sample, quantile, atom) of |tau_i - 1{atom < quantile}| * Huber_1(atom - quantile).
+    the mean over all (member, sample, quantile, atom) of |tau_i - 1{u < 0}| * Huber_1(u), u = atom - quantile.
     The target is a constant: no gradient reaches it."""
-    return _QuantileHuber.apply(quantiles, target.detach())
-
-
-class _QuantileHuber(torch.autograd.Function):
-    """The loss with its gradient taken in the same passes over the (E, B, N, T) differences: autograd's version
-    of the textbook formula (abs, compare, square, where, ... and their backwards) made about 25 passes over them,
-    the largest tensors of TQC's update. With u = atom - quantile and c = min(|u|, 1): Huber_1(u) = c (|u| - c / 2)
-    and its derivative is clamp(u, -1, 1)."""
-
-    @staticmethod
-    def forward(ctx, quantiles, target):
-        n = quantiles.shape[-1]
-        tau = (torch.arange(n, device=quantiles.device, dtype=quantiles.dtype) + 0.5) / n  # (N,)
-        delta = target[None, :, None, :] - quantiles[..., None]  # (E, B, N, T)
-        weight = torch.where(delta < 0, 1.0 - tau[:, None], tau[:, None])  # |tau - 1{u < 0}|
-        size = delta.numel()
-        abs_delta = delta.abs()
-        clipped = abs_delta.clamp(max=1.0)
-        loss = (weight * clipped * (abs_delta - 0.5 * clipped)).sum() / size
-        # d loss / d quantile = -sum over atoms of weight * clamp(u, -1, 1), over the number of terms
-        ctx.save_for_backward((weight * delta.clamp_(-1.0, 1.0)).sum(dim=-1) / -size)
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad_loss):
-        (grad,) = ctx.saved_tensors
-        return grad_loss * grad, None
+    n = quantiles.shape[-1]
+    tau = (torch.arange(n, device=quantiles.device, dtype=quantiles.dtype) + 0.5) / n  # (N,)
+    delta = target.detach()[None, :, None, :] - quantiles[..., None]  # (E, B, N, T)
+    huber = torch.where(delta.abs() <= 1.0, 0.5 * delta.square(), delta.abs() - 0.5)
+    weight = (tau[:, None] - (delta < 0).to(delta.dtype)).abs()  # |tau - 1{u < 0}|: (N, 1) against (E, B, N, T)
+    return (weight * huber).mean()
 
 
 @torch.no_grad()
@@ -91,19 +69,23 @@ def target_atoms(batch: Batch, actor: Actor, critic_target: QEnsemble, alpha: to
 
 
 def critic_loss(batch: Batch, actor: Actor, critic: QEnsemble, critic_target: QEnsemble, alpha: torch.Tensor,
-                drop_per_critic: int) -> tuple[torch.Tensor, dict]:
+                drop_per_critic: int, loss_fn=quantile_huber_loss) -> tuple[torch.Tensor, dict]:
+    """`loss_fn`: quantile_huber_loss, or a kernel equal to it."""
     target = target_atoms(batch, actor, critic_target, alpha, drop_per_critic)  # (B, T)
     z = critic(batch.obs, batch.action)  # (E, B, N)
-    loss = quantile_huber_loss(z, target)
+    loss = loss_fn(z, target)
     return loss, {"critic_loss": loss.detach(), "q_mean": z.detach().mean()}
 
 
 class TQC(SAC):
     name = "tqc"
+    # The critics' loss: the formula above, or a fused kernel equal to it that the speed layer puts here.
+    quantile_loss = staticmethod(quantile_huber_loss)
 
     def _frozen_critic(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """The actor's Q: the mean over every critic's quantiles, as one row (1, B)."""
         return self.critic(obs, action, frozen=True).mean(dim=(0, 2))[None]
 
     def _critic_loss(self, batch: Batch, alpha: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return critic_loss(batch, self.actor, self.critic, self.critic_target, alpha, self.config.drop_per_critic)
+        return critic_loss(batch, self.actor, self.critic, self.critic_target, alpha, self.config.drop_per_critic,
+                           self.quantile_loss)

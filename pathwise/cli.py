@@ -55,9 +55,10 @@ def _metavar(tp, name: str) -> str:
 
 
 def _add_flag(group, name: str, tp, value, doc: str, hidden: bool = False) -> None:
-    if isinstance(value, bool):
+    if tp in (bool, bool | None):  # --name / --no-name; None is the program's choice
+        shown = "auto" if value is None else "yes" if value else "no"
         group.add_argument(flag(name), dest=name, default=argparse.SUPPRESS, action=argparse.BooleanOptionalAction,
-                           help=argparse.SUPPRESS if hidden else f"{doc} [default: {'yes' if value else 'no'}]")
+                           help=argparse.SUPPRESS if hidden else f"{doc} [default: {shown}]")
         return
     is_list = isinstance(value, (tuple, dict))
     if isinstance(value, dict):

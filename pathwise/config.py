@@ -91,12 +91,14 @@ class Config:
     device: str = setting("auto", experiment=False, resumable=True)
     """auto, cpu, cuda or cuda:N; auto picks CUDA when present."""
     threads: int = setting(0, experiment=False, resumable=True)
-    """CPU threads for torch; 0 keeps torch's default."""
-    precision: Literal["fp32", "bf16"] = "fp32"
-    """bf16 runs the networks' matmuls in bfloat16 (autocast); weights, losses and optimizers stay float32."""
-    compile: bool = setting(False, experiment=False, resumable=True)
-    """Compile the losses with torch.compile, and on a CPU acting too (seconds to start; on a CPU it needs a
-    C++ compiler): faster for SAC and CrossQ on the CPU measured, most with bf16; not for TD3 (docs/benchmarks.md)."""
+    """CPU threads for torch; 0 uses the CPUs that other processes leave free, read again at each log (a fixed
+    count also fixes the numbers: a run's floating-point sums can depend on how many threads share them)."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """bf16 runs the networks' matmuls in bfloat16 (autocast; weights, losses and optimizers stay float32); auto
+    picks bf16 on a CPU with native bf16 matmuls (AMX, AVX512-BF16), float32 elsewhere (docs/performance.md)."""
+    compile: bool | None = setting(None, experiment=False, resumable=True)
+    """Compile the losses with torch.compile, and on a CPU acting too; none (the default) compiles on a CPU where
+    the run's updates repay the compile, for the agents measured faster so (docs/performance.md)."""
     cuda_graph: bool = setting(False, experiment=False, resumable=True)
     """On a GPU, replay each update and each action from a CUDA graph recorded at its first calls: one launch
     instead of hundreds (docs/benchmarks.md); with --compile, of the compiled losses."""
@@ -448,5 +450,11 @@ def to_yaml(config: Config) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
 
 
-def save_yaml(config: Config, path: Path) -> None:
-    path.write_text(to_yaml(config))
+def save_yaml(config: Config, path: Path, resolved: dict | None = None) -> None:
+    """The config as YAML; `resolved`, what its `auto` settings came to on this machine, as comments after it."""
+    text = to_yaml(config)
+    if resolved:
+        lines = yaml.safe_dump(resolved, sort_keys=False).splitlines()
+        text += "# Resolved on the machine of the run's latest session (a resumed run resolves again):\n"
+        text += "".join(f"#   {line}\n" for line in lines)
+    path.write_text(text)

@@ -89,7 +89,8 @@ class Logger:
     """`log(metrics, step)` with step = env steps: to wandb and TensorBoard (each if on); evaluations also go to
     RUN_DIR/evaluations.csv."""
 
-    def __init__(self, run_dir: Path, config: Config, run_id: str | None = None):
+    def __init__(self, run_dir: Path, config: Config, run_id: str | None = None, resolved: dict | None = None):
+        """`resolved`: what the config's `auto` settings came to on this machine (wandb's config `resolved`)."""
         self.run_dir = run_dir
         self.mode = resolve_wandb_mode(config.wandb)
         self.eval_path = run_dir / "evaluations.csv"
@@ -117,6 +118,8 @@ class Logger:
             settings=wandb.Settings(silent=True),
         )
         self.run_id = self.run.id
+        if resolved:  # may differ between sessions of a resumed run
+            self.run.config.update({"resolved": resolved}, allow_val_change=True)
         if self.mode == "offline":
             print(f"wandb: offline; upload later with: wandb sync {Path(self.run.dir).parent}", file=sys.stderr)
         else:

@@ -4,6 +4,7 @@ import contextlib
 import fcntl
 import os
 import random
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import IO
@@ -17,10 +18,11 @@ from envs import make_env, make_vector_env, space_signature
 from pathwise import checkpoint
 from pathwise.collector import Collector
 from pathwise.config import Config, check_layer, flag, from_dict, merge, run_fields, save_yaml
-from pathwise.cpu import configure_cpu
 from pathwise.errors import UserError
 from pathwise.evaluation import Evaluator
 from pathwise.logger import Logger
+from pathwise.speed import Plan, accelerate, plan_speed
+from pathwise.speed.machine import CPULoad, Threads, configure_cpu
 from pathwise.trainer import Summary, Trainer
 
 
@@ -65,31 +67,17 @@ def lock_run_dir(run_dir: Path) -> IO:
     return lock
 
 
-def check_compiler(device: torch.device) -> None:
-    """torch.compile on a CPU builds C++ kernels: without a compiler it would fail at the first update."""
-    if device.type != "cpu":
-        return
-    from torch._inductor.cpp_builder import get_cpp_compiler
-
-    try:
-        get_cpp_compiler()
-    except Exception:  # inductor's own error when its search for g++ or clang++ finds none
-        raise UserError("--compile on a CPU needs a C++ compiler (g++ or clang++), and none was found; install "
-                        "one, or train without --compile.") from None
-
-
-def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None = None) -> Trainer:
-    """Everything a run needs, made from its config: device, seeds, envs, run directory, agent, buffer, logger."""
+def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None = None, env_steps: int = 0) -> Trainer:
+    """Everything a run needs, made from its config: device, seeds, envs, run directory, agent, buffer, logger, and
+    what pays for speed on this machine. `env_steps`: what a resumed run has trained already."""
+    load = CPULoad()  # from here to choosing the threads: how busy other processes keep the CPUs
     device = resolve_device(config.device)
-    if config.compile:
-        check_compiler(device)
     if config.cuda_graph and device.type != "cuda":
         raise UserError(f"--cuda-graph needs a CUDA device, and this run's device is {device.type}; give "
                         "--device cuda, or train without --cuda-graph.")
     if config.video_every:  # render without a display: pygame (classic control) and MuJoCo
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         os.environ.setdefault("MUJOCO_GL", "egl")
-    configure_cpu(config.threads)
     seed_everything(config.seed)
     # What is opened here is closed again if a later part fails (the trainer closes it all once built).
     with contextlib.ExitStack() as opened:
@@ -109,24 +97,36 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
                             "--run-dir.")
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = opened.enter_context(lock_run_dir(run_dir))
-        save_yaml(config, run_dir / "config.yaml")
-        agent = config.agent.make_agent(obs_dim, act_dim, device, precision=config.precision,
-                                        compile=config.compile)
+        threads = Threads(config.threads, load)
+        configure_cpu(threads.count)
+        plan = plan_speed(config, device, expected_updates(config, env_steps), (obs_dim, act_dim), threads)
+        save_yaml(config, run_dir / "config.yaml", resolved=plan.as_dict())
+        agent = config.agent.make_agent(obs_dim, act_dim, device)
+        accelerate(agent, plan)
         try:
             buffer = ReplayBuffer(config.buffer_size, obs_dim, act_dim, device, seed=config.seed,
                                   gamma=config.agent.gamma, n_step=config.agent.n_step, num_envs=config.num_envs)
         except (RuntimeError, MemoryError) as e:
             raise UserError(f"a replay buffer of {config.buffer_size:,} transitions does not fit in memory "
                             f"({type(e).__name__}); give a smaller --buffer-size.") from None
-        logger = Logger(run_dir, config, run_id=wandb_id)
+        logger = Logger(run_dir, config, run_id=wandb_id, resolved=plan.as_dict())
         opened.callback(logger.close)
         evaluator = Evaluator(eval_env, config.env, config.env_kwargs, config.seed, run_dir, logger)
         normalizer = ObsNormalizer(obs_dim).to(device) if config.normalize_obs else None
         trainer = Trainer(config, Collector(envs, config.seed), agent, buffer, evaluator, logger, run_dir, device,
                           space_signature(eval_env), normalizer)
+        trainer.speed = plan
+        trainer.on_log.append(threads.adjust)
         trainer.resources.append(lock)
         opened.pop_all()
     return trainer
+
+
+def expected_updates(config: Config, env_steps: int = 0) -> int:
+    """The gradient updates a run will make from `env_steps` on: one env step of all num_envs envs is followed by
+    updates_per_step updates, once learning_starts steps have passed."""
+    steps = max(0, config.total_steps - max(config.learning_starts, env_steps))
+    return -(-steps // config.num_envs) * config.updates_per_step
 
 
 def try_env_kwargs(env, config: Config) -> None:
@@ -168,7 +168,8 @@ def resume_config(run_dir: str | Path, overrides: dict, to_train: bool = True) -
 def resume_trainer(run_dir: str | Path, overrides: dict) -> Trainer:
     """The run in `run_dir`, restored from its latest checkpoint; `overrides` may change the resumable fields."""
     config, payload = resume_config(run_dir, overrides)
-    trainer = build_trainer(config, resuming=True, wandb_id=payload["trainer"].get("wandb_id"))
+    trainer = build_trainer(config, resuming=True, wandb_id=payload["trainer"].get("wandb_id"),
+                            env_steps=payload["env_steps"])
     trainer.load(payload)
     return trainer
 
@@ -180,11 +181,19 @@ def _run(trainer: Trainer) -> Summary:
         trainer.close()
 
 
+def _announce(plan: Plan) -> None:
+    """The speed plan's line, and its warnings (stderr), before training starts."""
+    print(plan.summary(), flush=True)
+    for warning in plan.warnings:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+
+
 def train(config: Config, announce=None) -> Summary:
     """Build the run and train it; `announce()` is called once the run is built (so after any bad input)."""
     trainer = build_trainer(config)
     if announce is not None:
         announce()
+        _announce(trainer.speed)
     return _run(trainer)
 
 
@@ -192,4 +201,5 @@ def resume(run_dir: str | Path, overrides: dict, announce=None) -> Summary:
     trainer = resume_trainer(run_dir, overrides)
     if announce is not None:
         announce()
+        _announce(trainer.speed)
     return _run(trainer)

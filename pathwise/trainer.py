@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.cuda_graphs import capturable_, use_cuda_graphs
 from agents.normalizer import ObsNormalizer
 from agents.registry import Agent
 from agents.replay_buffer import ReplayBuffer
-from agents.scaffold import compiled, optimizers, reset_
+from agents.scaffold import optimizers, reset_
 from pathwise import checkpoint
 from pathwise.collector import Collector
 from pathwise.config import Config, to_dict
@@ -102,12 +101,10 @@ class Trainer:
         self.stop = StopRequest()
         # Called after each evaluation with (env_steps, return mean, return std): how a sweep hears of progress.
         self.on_evaluation: list[Callable[[int, float, float], None]] = []
+        self.on_log: list[Callable[[], None]] = []  # called at each log interval (the threads looked at again)
         self.resources: list = []  # closed with the trainer (the run directory's lock)
+        self.speed = None  # what the run does for speed (pathwise.speed.Plan), kept in its checkpoints
         self.update_while_stepping = device.type == "cuda"  # see step()
-        if config.cuda_graph:
-            use_cuda_graphs(agent)
-        elif config.compile and device.type == "cpu":  # acting compiled too: 20-50 us less per env step
-            agent.act = compiled(agent.act, device)
         # Each optimizer group's learning rate as configured, which lr_final_fraction scales (by position: loading
         # an optimizer's state replaces its group dicts).
         self.optimizers = optimizers(agent)
@@ -230,8 +227,7 @@ class Trainer:
     def reset_networks(self) -> None:
         """A reset (`reset_every`): the agent's networks towards a newly initialized agent's, drawn from the run's
         torch stream, so a resumed run resets to the same values."""
-        fresh = self.config.agent.make_agent(self.buffer.obs.shape[1], self.buffer.action.shape[1], self.device,
-                                             precision=self.config.precision)
+        fresh = self.config.agent.make_agent(self.buffer.obs.shape[1], self.buffer.action.shape[1], self.device)
         reset_(self.agent, fresh, self.config.reset_keep)
 
     def _agent_obs(self, obs: np.ndarray) -> torch.Tensor:
@@ -262,6 +258,8 @@ class Trainer:
         metrics, bad = self.metrics.collect(self.agent.grad_norms() if self.metrics.updates else {})
         metrics.update({"time/sps": sps, "buffer/size": len(self.buffer), **self.agent.constants})
         self.logger.log(metrics, self.env_steps)
+        for callback in self.on_log:
+            callback()
         if bad:
             more = f" (and {len(bad) - 1} more metrics)" if len(bad) > 1 else ""
             raise Diverged(f"training diverged: {bad[0]}{more} became {metrics['train/' + bad[0]]} by step "
@@ -305,6 +303,8 @@ class Trainer:
                    "collector": self.collector.state_dict(), "trainer": self.state_dict()}
         if self.config.save_buffer:
             payload["buffer"] = self.buffer.state_dict()
+        if self.speed is not None:
+            payload["speed"] = self.speed.as_dict()
         path = checkpoint.checkpoint_path(self.run_dir, self.env_steps)
         checkpoint.save_checkpoint(payload, path)
         checkpoint.prune_checkpoints(self.run_dir, KEEP_CHECKPOINTS)
@@ -323,7 +323,6 @@ class Trainer:
     def load(self, payload: dict) -> None:
         """Continue from a checkpoint: agent, buffer, counters, RNG streams, and the episodes in flight."""
         self.agent.load_state_dict(payload["agent_state"])
-        capturable_(self.agent, self.config.cuda_graph)  # the optimizers as this run steps them, not the saved run
         if self.normalizer is not None:
             self.normalizer.load_state_dict(payload["obs_normalizer"])
         state = payload["trainer"]

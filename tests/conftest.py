@@ -22,8 +22,9 @@ def tiny(tmp_path):
         from agents.sac import SACConfig
         from pathwise.config import Config
         sac = SACConfig(**{"hidden_sizes": (32, 32), **overrides.pop("sac", {})})
+        # float32 and eager, whatever the CPU: the same numbers on every machine the tests run on
         base = dict(env="Pendulum-v1", total_steps=300, learning_starts=100, batch_size=32, buffer_size=10_000,
-                    eval_every=0, eval_episodes=1, log_every=100, wandb="disabled", threads=1,
-                    run_dir=str(tmp_path / "run"), agent=sac)
+                    eval_every=0, eval_episodes=1, log_every=100, wandb="disabled", threads=1, precision="fp32",
+                    compile=False, run_dir=str(tmp_path / "run"), agent=sac)
         return Config(**{**base, **overrides})
     return make

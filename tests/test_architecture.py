@@ -17,6 +17,7 @@ from pathwise.checkpoint import load_checkpoint
 from pathwise.errors import UserError
 from pathwise.logger import experiment_group
 from pathwise.run import resume, resume_trainer, train
+from pathwise.speed import Plan, accelerate
 from pathwise.sweep import load_sweep
 
 FORMAT_1 = ROOT / "tests" / "data" / "format1_sac_pendulum.pt"  # written by pathwise 0.1.0 before the change
@@ -83,7 +84,7 @@ def test_compiling_an_agent_leaves_the_process_wide_torch_settings_alone():
     for name, section in AGENTS.items():
         small = {"hidden_sizes": (8,)} if name != "crossq" else {"actor_hidden_sizes": (8,),
                                                                  "critic_hidden_sizes": (8,)}
-        section(**small).make_agent(3, 1, torch.device("cpu"), compile=True)
+        accelerate(section(**small).make_agent(3, 1, torch.device("cpu")), Plan.of("cpu", compile=True))
     assert inductor.fallback_random == before
 
 

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from agents.crossq import CrossQConfig
-from agents.cuda_graphs import capturable_, use_cuda_graphs
 from agents.replay_buffer import Batch
 from agents.sac import SACConfig
 from agents.scaffold import optimizers
@@ -13,6 +12,8 @@ from agents.td3 import TD3Config
 from agents.tqc import TQCConfig
 from pathwise.errors import UserError
 from pathwise.run import build_trainer, resume_trainer
+from pathwise.speed import Plan, accelerate
+from pathwise.speed.optim import CapturableAdam, make_capturable_
 
 OBS, ACT, B = 5, 2, 64
 CONFIGS = {"sac": SACConfig(hidden_sizes=(64, 64)), "td3": TD3Config(hidden_sizes=(64, 64)),
@@ -39,18 +40,24 @@ def test_cuda_graph_on_a_cpu_is_refused_in_one_sentence(tiny):
         build_trainer(tiny(device="cpu", cuda_graph=True))
 
 
-def test_optimizers_go_back_to_plain_floats_after_a_graphed_runs_state_is_loaded():
+@pytest.mark.parametrize("fast_kernels", [False, True])
+def test_optimizers_go_back_to_plain_floats_after_a_graphed_runs_state_is_loaded(fast_kernels):
     torch.manual_seed(0)
     graphed, plain = (CONFIGS["crossq"].make_agent(OBS, ACT, torch.device("cpu")) for _ in range(2))
-    capturable_(graphed, True)  # what a graphed run saves: capturable groups, learning rates as tensors
+    for optimizer in optimizers(graphed):  # what a graphed run saves: capturable groups, learning rates as tensors
+        optimizer.__class__ = CapturableAdam
+        make_capturable_(optimizer)
     lrs = [group["lr"] for o in optimizers(graphed) for group in o.param_groups]
     assert all(isinstance(lr, torch.Tensor) for lr in lrs)
+    accelerate(plain, Plan.of("cpu", fast_kernels=fast_kernels))
     plain.load_state_dict(graphed.state_dict())
-    capturable_(plain, False)
     groups = [group for o in optimizers(plain) for group in o.param_groups]
     assert [group["lr"] for group in groups] == [lr.item() for lr in lrs]
     assert not any(group["capturable"] for group in groups)
     assert torch.isfinite(plain.update(make_batch(0, "cpu"))["critic_loss"])
+    graphed.load_state_dict(plain.state_dict())  # and a graphed run loading an eager run's state steps as graphed
+    assert all(isinstance(g["lr"], torch.Tensor) and g["capturable"] for o in optimizers(graphed)
+               for g in o.param_groups)
 
 
 @cuda
@@ -61,16 +68,16 @@ def test_graphed_updates_and_actions_match_eager_ones(name, precision):
     agents = []
     for graphed in (False, True):
         torch.manual_seed(0)
-        agent = CONFIGS[name].make_agent(OBS, ACT, device, precision=precision)
-        if graphed:
-            use_cuda_graphs(agent)
+        agent = CONFIGS[name].make_agent(OBS, ACT, device)
+        accelerate(agent, Plan.of(device, precision, cuda_graph=graphed))
         torch.manual_seed(1)
         infos = [{k: v.clone() for k, v in agent.update(make_batch(i, device)).items()} for i in range(12)]
         obs = make_batch(99, device).obs[:1]
         actions = [agent.act(obs).clone() for _ in range(5)] + [agent.act(obs, deterministic=True).clone()]
         agents.append((agent, infos, actions, {k: v.clone() for k, v in agent.grad_norms().items()}))
     (eager, eager_infos, eager_actions, eager_norms), (graphed, infos, actions, norms) = agents
-    assert graphed.step.graphs and graphed.act.graphs  # the later calls were replays
+    assert all(getattr(graphed, step).graphs for step in graphed.step_methods)  # the later calls were replays
+    assert graphed.act.graphs
     torch.testing.assert_close(flat(graphed), flat(eager), rtol=1e-4, atol=1e-5)
     for a, b in zip(infos, eager_infos):
         assert a.keys() == b.keys()
@@ -90,9 +97,10 @@ def test_a_gpu_run_anneals_resets_checkpoints_and_resumes(tiny, graph, compile):
     assert isinstance(lr, torch.Tensor) == graph  # a graph's is annealed in place
     assert float(lr) == pytest.approx(0.5 * trainer.base_lrs[0][0], rel=1e-6)  # half the configured rate at the end
     assert torch.isfinite(torch.tensor(trainer.evaluator.last)).all()
-    assert bool(getattr(trainer.agent.step, "graphs", None)) == graph
+    assert bool(getattr(getattr(trainer.agent, trainer.agent.step_methods[0]), "graphs", None)) == graph
     trainer.close()
     resumed = resume_trainer(config.run_dir, {"total_steps": 800})
     resumed.run()
-    assert resumed.env_steps == 800 and bool(getattr(resumed.agent.step, "graphs", None)) == graph
+    assert resumed.env_steps == 800
+    assert bool(getattr(getattr(resumed.agent, resumed.agent.step_methods[0]), "graphs", None)) == graph
     resumed.close()

@@ -1,11 +1,6 @@
-import pytest
 import torch
 
-from agents import networks
-from agents.networks import NARROW, Actor, QEnsemble, relu_
-
-dot_head = networks._dot_head
-bias_apart = networks._bias_apart
+from agents.networks import Actor, QEnsemble
 
 
 def test_critic_ensemble_shapes_and_independent_members():
@@ -91,68 +86,3 @@ def test_a_residual_actor_has_blocks_and_a_final_layer_norm():
     assert kinds == ["Linear", "ResidualBlock", "ResidualBlock", "LayerNorm"]
     dist = actor(torch.randn(6, 3))
     assert dist.mode.shape == (6, 2)
-
-
-def test_relu_under_compile_saves_no_boolean_mask_and_has_relus_gradient():
-    # The critics' forward in an actor loss: frozen weights, so no layer's backward keeps a ReLU's output, and a
-    # compiler left to itself saves the mask x <= 0 instead (slow to write on a CPU); ours keeps the output.
-    torch.manual_seed(0)
-    critic = QEnsemble(obs_dim=4, act_dim=2, hidden_sizes=(16, 16))
-    obs = torch.randn(8, 4)
-    action = torch.rand(8, 2, requires_grad=True)
-
-    def saved_dtypes(fn):
-        dtypes = []
-        with torch.autograd.graph.saved_tensors_hooks(lambda t: dtypes.append(t.dtype) or t, lambda t: t):
-            q = fn(obs, action)
-        (grad,) = torch.autograd.grad(q.sum(), action)
-        return dtypes, grad
-
-    def forward(obs, action):
-        return critic(obs, action, frozen=True)
-
-    _, eager_grad = saved_dtypes(forward)
-    compiled_dtypes, compiled_grad = saved_dtypes(torch.compile(forward))
-    assert torch.bool not in compiled_dtypes and compiled_dtypes
-    torch.testing.assert_close(compiled_grad, eager_grad)
-    x = torch.randn(3, 5, requires_grad=True)
-    (grad,) = torch.autograd.grad(torch.compile(relu_)(x * 1.0).sum(), x)
-    torch.testing.assert_close(grad, (x > 0).float())
-
-
-@pytest.mark.parametrize("obs_dim, act_dim", [(3, 2), (11, 3)])  # first layer narrow (5 inputs) and wide (14)
-def test_layers_written_out_under_compile_match_the_matmuls(obs_dim, act_dim, monkeypatch):
-    # Under torch.compile on a CPU the heads (at most NARROW outputs) and a narrow first layer are products and
-    # sums instead of matmuls, and the other layers add their bias apart from the matmul; outputs and gradients
-    # must be the fused matmuls', frozen or not.
-    heads, apart = [], []
-    monkeypatch.setattr(networks, "_dot_head", lambda *args: heads.append(1) or dot_head(*args))
-    monkeypatch.setattr(networks, "_bias_apart", lambda *args: apart.append(1) or bias_apart(*args))
-    torch.manual_seed(0)
-    critic, actor = QEnsemble(obs_dim, act_dim, (16, 16)), Actor(obs_dim, act_dim, (16, 16))
-    assert 2 * act_dim <= NARROW
-    obs = torch.randn(8, obs_dim)
-    action = torch.rand(8, act_dim, requires_grad=True)
-
-    def losses(obs, action):
-        dist = actor(obs)
-        return critic(obs, action).sum() + critic(obs, action, frozen=True).square().sum() + dist.loc.square().sum()
-
-    def grads(fn):
-        params = [*critic.parameters(), *actor.parameters(), action]
-        loss = fn(obs, action)
-        return [loss, *torch.autograd.grad(loss, params)]
-
-    eager = grads(losses)
-    assert not heads and not apart  # eager mode: the fused matmuls
-    for compiled, expected in zip(grads(torch.compile(losses)), eager, strict=True):
-        torch.testing.assert_close(compiled, expected, rtol=1e-5, atol=1e-5)
-    assert heads and apart  # compiled: written out
-
-
-def test_an_exported_policy_keeps_its_matmuls():
-    # torch.export also traces as a compiler does; the file it writes is for other runtimes (Gemm in ONNX).
-    head = Actor(3, 1, (16, 16)).head
-    exported = torch.export.export(head, (torch.randn(2, 16),))
-    ops = {str(node.target) for node in exported.graph.nodes if node.op == "call_function"}
-    assert "aten.linear.default" in ops and "aten.sum.dim_IntList" not in ops

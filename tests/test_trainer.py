@@ -1,6 +1,5 @@
 """The loop end to end, in process: what it stores, that it learns, that it is reproducible, what it saves."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,31 +84,6 @@ def test_a_used_run_dir_is_not_overwritten(tiny):
     train(tiny())
     with pytest.raises(UserError, match="already holds a run"):
         build_trainer(tiny())
-
-
-def test_compile_without_a_cpp_compiler_is_refused_before_the_run_starts(tiny, monkeypatch):
-    import torch._inductor.cpp_builder as cpp_builder
-
-    def no_compiler():
-        raise RuntimeError("no C++ compiler")
-
-    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
-    config = tiny(compile=True)
-    with pytest.raises(UserError, match="needs a C[+][+] compiler"):
-        build_trainer(config)
-    assert not Path(config.run_dir).exists()
-
-
-def test_a_compiled_run_on_a_cpu_acts_compiled_with_the_eager_policys_actions(tiny):
-    agent = build_trainer(tiny(compile=True, sac={"hidden_sizes": (32, 32)})).agent
-    assert "act" in vars(agent)  # the compiled act, in place of the class's
-    obs = torch.randn(3, agent.actor.trunk[0].in_features)
-    for deterministic in (False, True):
-        torch.manual_seed(0)
-        compiled = agent.act(obs, deterministic)
-        torch.manual_seed(0)
-        eager = type(agent).act(agent, obs, deterministic)
-        torch.testing.assert_close(compiled, eager)
 
 
 def test_learning_rates_fall_linearly_from_the_first_update_to_their_final_fraction(tiny, monkeypatch):

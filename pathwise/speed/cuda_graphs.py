@@ -4,9 +4,10 @@ launch instead of hundreds, each with Python's and the CUDA driver's overhead.
 A graph replays the kernels it recorded on the memory it recorded them on, and nothing else: Python code in the
 function does not run again, inputs must be copied into the tensors the graph reads, and outputs are the tensors
 it writes, overwritten by its next replay. So a graphed function does device work alone (no host sync; Python
-state, such as a policy-delay counter, lives in its caller), the optimizers step with `capturable=True` and
-learning rates held in device tensors (so that annealing them reaches the graph), and gradients are zeroed in
-place while a graph records (`zero_grad_`), so that every graph of an agent writes the same gradient tensors.
+state, such as a policy-delay counter, lives in its caller: the agent's `update`, around its `step_methods`), the
+optimizers step with `capturable=True` and learning rates held in device tensors (so that annealing them reaches
+the graph), and gradients are zeroed in place (`CapturableAdam`), so that every graph of an agent writes the same
+gradient tensors.
 Random draws come from the default CUDA generator, whose state a replay advances as eager calls would.
 """
 
@@ -14,6 +15,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from agents.scaffold import optimizers
+from pathwise.speed.optim import CapturableAdam, make_capturable_
 
 WARMUP_CALLS = 3  # eager calls of each kind before its graph is recorded (lazy state, compilation, autotuning)
 
@@ -66,19 +68,11 @@ class CUDAGraphed:
         return result
 
 
-def capturable_(agent, on: bool) -> None:
-    """The agent's optimizers as a graph needs them (`on`): capturable, each learning rate a device tensor that
-    annealing fills in place; or as an eager run has them, plain floats. Also after loading optimizer state,
-    which brings the saved run's."""
-    for optimizer in optimizers(agent):
-        for group in optimizer.param_groups:
-            group["capturable"] = on
-            lr = float(group["lr"])
-            group["lr"] = torch.tensor(lr, device=group["params"][0].device) if on else lr
-
-
 def use_cuda_graphs(agent) -> None:
-    """Replay `agent.step` (the device work of its update) and `agent.act` from CUDA graphs."""
-    capturable_(agent, True)
-    agent.step = CUDAGraphed(agent.step, agent.device)
+    """Replay the agent's gradient steps (`agent.step_methods`) and `agent.act` from CUDA graphs."""
+    for optimizer in optimizers(agent):
+        optimizer.__class__ = CapturableAdam
+        make_capturable_(optimizer)
+    for name in agent.step_methods:
+        setattr(agent, name, CUDAGraphed(getattr(agent, name), agent.device))
     agent.act = CUDAGraphed(agent.act, agent.device)

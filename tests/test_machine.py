@@ -7,7 +7,7 @@ import sys
 import pytest
 from conftest import ROOT
 
-from pathwise.cpu import keep_freed_memory
+from pathwise.speed.machine import keep_freed_memory
 
 # Multiplies 2^20 denormals (1.4e-42) on two threads (one chunk each); prints how many products stayed non-zero.
 PROBE = """
