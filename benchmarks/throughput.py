@@ -7,6 +7,12 @@
     python benchmarks/throughput.py --agents sac crossq --precisions fp32 bf16 --sbx-python ...  # ours in both
     python benchmarks/throughput.py --agents sac --precisions bf16 --compile both   # ours eager and compiled
     python benchmarks/throughput.py --device cuda --envs HalfCheetah-v5 --compile both --cuda-graph both --skip-sb3
+    python benchmarks/throughput.py --whole --steps 10000 --agents sac crossq --envs Pendulum-v1 --skip-sb3 \
+        --sbx-python ~/sbx-venv/bin/python            # whole processes at our defaults against SBX's
+
+By default our side runs with no speed flag (precision, compile and threads its own choice, which it prints), the
+peers with --threads torch threads (JAX takes its own). `--whole` times whole processes, from start to exit
+(imports, torch.compile and JAX's compilation included) instead of env steps/s once updates have started.
 
 Every side: batch 256, 256x256 networks (CrossQ's critics too), --updates-per-step updates per env step (1), 1,000
 random steps first, buffer 1e6, no evaluation during training, the same thread count. Env steps per second are
@@ -22,6 +28,7 @@ Also reported: the median time of one of our updates alone (on a GPU, from launc
 
 import argparse
 import json
+import os
 import platform
 import re
 import statistics
@@ -36,18 +43,29 @@ LEARNING_STARTS = 1_000
 LOG_EVERY = 500
 
 
-def ours(env_id: str, steps: int, threads: int, extra: list[str], wandb: str = "disabled") -> float:
-    """Env steps/s of train.py after learning starts (from its per-interval progress lines, first one skipped).
-    `extra`: the agent's flags and any others."""
+SPEED_LINES: set[str] = set()  # what our side chose, as it printed it
+
+
+def ours(env_id: str, steps: int, threads: int | None, extra: list[str], wandb: str = "disabled",
+         whole: bool = False, cold: bool = False) -> float:
+    """Env steps/s of train.py after learning starts (from its per-interval progress lines, first one skipped), or
+    with `whole`, the seconds of the whole process. `extra`: the agent's flags and any others. `cold`: with an
+    empty inductor cache, as the first run on a machine has."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, str(ROOT / "train.py"), "--env", env_id, "--total-steps", str(steps),
                "--learning-starts", str(LEARNING_STARTS), "--batch-size", "256", "--buffer-size", "1000000",
-               "--eval-every", "0",
-               "--eval-episodes", "0", "--checkpoint-every", "0", "--no-save-buffer", "--threads", str(threads),
+               "--eval-every", "0", "--eval-episodes", "0", "--checkpoint-every", "0", "--no-save-buffer",
+               *(["--threads", str(threads)] if threads else []),
                "--log-every", str(LOG_EVERY), "--wandb", wandb, "--run-dir", f"{tmp}/run", *extra]
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": f"{tmp}/inductor"} if cold else None
+        t = time.perf_counter()
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, env=env)
+        took = time.perf_counter() - t
     if out.returncode != 0:
         raise SystemExit(f"train.py failed:\n{out.stderr}")
+    SPEED_LINES.update(line for line in out.stdout.splitlines() if line.startswith("Speed:"))
+    if whole:
+        return took
     rates = [(int(m[1].replace(",", "")), float(m[2]))
              for m in re.finditer(r"step ([\d,]+)/[\d,]+ \| (\d+) steps/s", out.stderr)]
     # Intervals that lie wholly after learning starts, less the first (warm-up); equal lengths, so the
@@ -95,14 +113,18 @@ print((steps - learning_starts - 500 - 1) / (time.perf_counter() - timer.t0))
 """
 
 
-def peer(package: str, python: str, agent: str, env_id: str, steps: int, threads: int, updates: int) -> float:
-    """Env steps/s of Stable-Baselines3 (package "sb3") or SBX ("sbx", run by `python`) after learning starts."""
+def peer(package: str, python: str, agent: str, env_id: str, steps: int, threads: int, updates: int,
+         whole: bool = False) -> float:
+    """Env steps/s of Stable-Baselines3 (package "sb3") or SBX ("sbx", run by `python`) after learning starts, or
+    with `whole`, the seconds of the whole process."""
+    t = time.perf_counter()
     out = subprocess.run([python, "-c", PEER_WORKER, package, agent, env_id, str(steps), str(threads),
                           str(LEARNING_STARTS), str(updates)], capture_output=True, text=True)
+    took = time.perf_counter() - t
     if out.returncode != 0:
         hint = "--sbx-python: a virtual environment with sbx-rl" if package == "sbx" else "pip install -e '.[bench]'"
         raise SystemExit(f"{package} failed ({hint}):\n{out.stderr[-2000:]}")
-    return float(out.stdout.strip().splitlines()[-1])
+    return took if whole else float(out.stdout.strip().splitlines()[-1])
 
 
 def update_time_us(env_id: str, threads: int, extra: list[str], repeats: int = 600) -> float:
@@ -144,8 +166,10 @@ print(statistics.median(sum(times[i:i + 6]) / 6 for i in range(0, len(times), 6)
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def mode_flags(precision: str, compile: bool, graph: bool) -> list[str]:
-    return ["--precision", precision, *(["--compile"] if compile else []), *(["--cuda-graph"] if graph else [])]
+def mode_flags(precision: str, compile: str, graph: bool) -> list[str]:
+    """Our side's flags for a row: none for auto."""
+    return [*(["--precision", precision] if precision != "auto" else []),
+            *({"on": ["--compile"], "off": ["--no-compile"]}.get(compile, [])), *(["--cuda-graph"] if graph else [])]
 
 
 def spread(values: list[float]) -> str:
@@ -156,41 +180,67 @@ def ratio(a: list[float], b: list[float]) -> str:
     return f"{statistics.median(a) / statistics.median(b):.2f}x" if a and b else "-"
 
 
+def describe_cpu() -> str:
+    """The CPU's name and its bf16 support as torch sees it (held to AVX2 by ATEN_CPU_CAPABILITY and
+    ONEDNN_MAX_CPU_ISA, it is answered as an AVX2 CPU)."""
+    sys.path.insert(0, str(ROOT))
+    from pathwise.speed.machine import native_bf16
+
+    name = platform.processor() or platform.machine()
+    if Path("/proc/cpuinfo").exists():
+        name = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                    name)
+    native, kind = native_bf16()
+    held = {k: v for k, v in os.environ.items() if k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "XLA_FLAGS")}
+    return f"{name}; {'native bf16: ' + kind if native else kind}" + (f"; held by {held}" if held else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", nargs="+", default=["sac"], choices=list(OUR_FLAGS))
     parser.add_argument("--envs", nargs="+", default=["Pendulum-v1", "HalfCheetah-v5"])
     parser.add_argument("--steps", type=int, default=5_000, help="env steps per run (1,000 of them random)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="the peers' torch threads, and ours with --our-threads [default: 2]")
+    parser.add_argument("--our-threads", action="store_true",
+                        help="give our side --threads THREADS instead of letting it choose")
     parser.add_argument("--updates-per-step", type=int, default=1)
-    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
-                        help="our side in each (--precision), a row each; the peers run in float32")
-    parser.add_argument("--compile", choices=["off", "on", "both"], default="off",
-                        help="our side with torch.compile (--compile), without, or both: a row each")
+    parser.add_argument("--precisions", nargs="+", default=["auto"], choices=["auto", "fp32", "bf16"],
+                        help="our side's --precision, a row each (auto: no flag); the peers run in float32")
+    parser.add_argument("--compile", nargs="+", choices=["auto", "off", "on"], default=["auto"],
+                        help="our side with --compile (on), --no-compile (off) or neither (auto): a row each")
     parser.add_argument("--cuda-graph", choices=["off", "on", "both"], default="off",
                         help="our side with CUDA graphs (--cuda-graph; a GPU only), without, or both: a row each")
     parser.add_argument("--device", default="cpu", help="our side's --device (the peers run on the CPU)")
+    parser.add_argument("--whole", action="store_true",
+                        help="time whole processes (seconds, imports and compilation included), not env steps/s")
+    parser.add_argument("--cold", action="store_true",
+                        help="our side with inductor's cache empty at every run, as on a machine's first run")
     parser.add_argument("--skip-sb3", action="store_true")
     parser.add_argument("--sbx-python", help="the Python of a virtual environment with sbx-rl: SBX runs too")
     parser.add_argument("--logging", action="store_true", help="also compare wandb offline with disabled")
     parser.add_argument("--ours-flags", nargs=argparse.REMAINDER, default=[], help="more train.py flags (last)")
     args = parser.parse_args()
 
-    machine = f"{platform.processor() or platform.machine()}, {args.threads} threads"
+    our_threads = args.threads if args.our_threads else None
+    machine = f"{describe_cpu()}; {args.threads} threads (peers)" + (", ours too" if our_threads else "")
+    machine += "; inductor's cache empty at each of our runs" if args.cold else ""
     if args.device.startswith("cuda"):
         import torch
 
         machine += f", {torch.cuda.get_device_name(torch.device(args.device))}"
-    results = {"machine": machine, "device": args.device,
+    print(machine, time.strftime("%Y-%m-%d %H:%M"))
+    results = {"machine": machine, "device": args.device, "whole": args.whole,
                "steps": args.steps, "updates_per_step": args.updates_per_step, "flags": args.ours_flags,
                "runs": {}}
-    print("| agent | env | ours (env steps/s) | SBX | ours / SBX | SB3 | ours / SB3 | our update (us) |")
+    unit = "seconds, whole process" if args.whole else "env steps/s"
+    print(f"| agent | env | ours ({unit}) | SBX | SBX / ours | SB3 | SB3 / ours | our update (us) |" if args.whole
+          else f"| agent | env | ours ({unit}) | SBX | ours / SBX | SB3 | ours / SB3 | our update (us) |")
     print("|---|---|---|---|---|---|---|---|")
-    compiles = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
     graphs = {"off": [False], "on": [True], "both": [False, True]}[args.cuda_graph]
-    # our side's rows: (precision, compiled, CUDA graphs)
-    modes = [(p, c, g) for p in args.precisions for c in compiles for g in graphs]
+    # our side's rows: (precision, compile, CUDA graphs)
+    modes = [(p, c, g) for p in args.precisions for c in args.compile for g in graphs]
     for agent in args.agents:
         flags = [*OUR_FLAGS[agent], "--updates-per-step", str(args.updates_per_step), "--device", args.device,
                  *args.ours_flags]
@@ -199,26 +249,33 @@ def main() -> None:
             sbx, sb3, offline = [], [], []
             for _ in range(args.rounds):
                 for mode in modes:
-                    mine[mode].append(ours(env_id, args.steps, args.threads, [*flags, *mode_flags(*mode)]))
+                    mine[mode].append(ours(env_id, args.steps, our_threads, [*flags, *mode_flags(*mode)],
+                                           whole=args.whole, cold=args.cold))
                 if args.sbx_python:
                     sbx.append(peer("sbx", args.sbx_python, agent, env_id, args.steps, args.threads,
-                                    args.updates_per_step))
+                                    args.updates_per_step, whole=args.whole))
                 if not args.skip_sb3 and agent != "crossq":  # Stable-Baselines3 itself has no CrossQ
                     sb3.append(peer("sb3", sys.executable, agent, env_id, args.steps, args.threads,
-                                    args.updates_per_step))
+                                    args.updates_per_step, whole=args.whole))
                 if args.logging:  # in the first precision: its row compares offline with disabled
-                    offline.append(ours(env_id, args.steps, args.threads, [*flags, *mode_flags(*modes[0])],
-                                        wandb="offline"))
+                    offline.append(ours(env_id, args.steps, our_threads, [*flags, *mode_flags(*modes[0])],
+                                        wandb="offline", whole=args.whole))
             for (precision, compile, graph), rates in mine.items():
                 update = update_time_us(env_id, args.threads, [*flags, *mode_flags(precision, compile, graph)])
-                words = [w for w in (precision if precision != "fp32" else "", "compiled" if compile else "",
+                words = [w for w in (f"--precision {precision}" if precision != "auto" else "",
+                                     {"on": "--compile", "off": "--no-compile"}.get(compile, ""),
                                      "CUDA graph" if graph else "") if w]
                 name = f"{agent} ({', '.join(words)})" if words else agent
-                print(f"| {name} | {env_id} | {spread(rates)} | {spread(sbx) if sbx else '-'} | {ratio(rates, sbx)} | "
-                      f"{spread(sb3) if sb3 else '-'} | {ratio(rates, sb3)} | {update:.0f} |", flush=True)
+                # how many times faster we are: fewer seconds, or more env steps/s
+                faster_sbx, faster_sb3 = ((ratio(sbx, rates), ratio(sb3, rates)) if args.whole
+                                          else (ratio(rates, sbx), ratio(rates, sb3)))
+                print(f"| {name} | {env_id} | {spread(rates)} | {spread(sbx) if sbx else '-'} | {faster_sbx} | "
+                      f"{spread(sb3) if sb3 else '-'} | {faster_sb3} | {update:.0f} |", flush=True)
                 first = (precision, compile, graph) == modes[0]
                 results["runs"][f"{name} {env_id}"] = {"ours": rates, "sbx": sbx, "sb3": sb3, "update_us": update,
                                                        "ours_offline": offline if first else []}
+    print("\nOur side chose:\n" + "\n".join(sorted(SPEED_LINES)))
+    results["speed_lines"] = sorted(SPEED_LINES)
     if args.logging:
         print("\n| run | wandb disabled | wandb offline | offline / disabled |\n|---|---|---|---|")
         for name, r in results["runs"].items():

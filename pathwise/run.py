@@ -22,7 +22,7 @@ from pathwise.errors import UserError
 from pathwise.evaluation import Evaluator
 from pathwise.logger import Logger
 from pathwise.speed import Plan, accelerate, plan_speed
-from pathwise.speed.machine import CPULoad, Threads, configure_cpu
+from pathwise.speed.machine import Threads, configure_cpu
 from pathwise.trainer import Summary, Trainer
 
 
@@ -70,7 +70,6 @@ def lock_run_dir(run_dir: Path) -> IO:
 def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None = None, env_steps: int = 0) -> Trainer:
     """Everything a run needs, made from its config: device, seeds, envs, run directory, agent, buffer, logger, and
     what pays for speed on this machine. `env_steps`: what a resumed run has trained already."""
-    load = CPULoad()  # from here to choosing the threads: how busy other processes keep the CPUs
     device = resolve_device(config.device)
     if config.cuda_graph and device.type != "cuda":
         raise UserError(f"--cuda-graph needs a CUDA device, and this run's device is {device.type}; give "
@@ -97,9 +96,10 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
                             "--run-dir.")
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = opened.enter_context(lock_run_dir(run_dir))
-        threads = Threads(config.threads, load)
+        threads = Threads(config.threads)
         configure_cpu(threads.count)
-        plan = plan_speed(config, device, expected_updates(config, env_steps), (obs_dim, act_dim), threads)
+        plan = plan_speed(config, device, expected_updates(config, env_steps), config.total_steps - env_steps,
+                          (obs_dim, act_dim), threads)
         save_yaml(config, run_dir / "config.yaml", resolved=plan.as_dict())
         agent = config.agent.make_agent(obs_dim, act_dim, device)
         accelerate(agent, plan)

@@ -8,6 +8,7 @@ from agents.sac import SACConfig
 from pathwise.cli import build_parser, parse_args
 from pathwise.config import Config, from_dict, leaf_fields, preset_paths, resolve
 from pathwise.errors import UserError
+from pathwise.run import expected_updates
 
 
 def test_every_field_is_a_dashed_flag_with_one_line_help():
@@ -141,7 +142,8 @@ def test_env_kwargs_reach_every_env_of_the_run_and_travel_with_it(tiny, tmp_path
 def test_named_preset_is_a_config_by_name_and_layers_over_the_env_presets():
     config, _, _ = parse_args(["--env", "Hopper-v5", "--config", "sample-efficient"])
     assert config.agent.name == "crossq" and config.updates_per_step == 2
-    assert config.agent.critic_hidden_sizes == (512, 512) and config.compile
+    assert config.agent.critic_hidden_sizes == (512, 512)
+    assert config.precision == "auto" and config.compile is None  # the run's own choice, on the machine it runs
     assert config.learning_starts == 5000  # configs/crossq/Hopper-v5.yaml, under the named preset
     config, _, _ = parse_args(["--env", "Hopper-v5", "--config", "sample-efficient", "--updates-per-step", "1"])
     assert config.updates_per_step == 1  # flags still win
@@ -162,7 +164,8 @@ def test_named_preset_is_the_run_its_benchmark_measured(env, act_dim):
     target = preset.agent.target_entropy_per_dim * act_dim
     assert preset.agent.target_entropy is None and target == measured.agent.target_entropy
     written_out = dataclasses.replace(preset.agent, target_entropy=target, target_entropy_per_dim=-1.0)
-    assert dataclasses.replace(preset, agent=written_out) == measured
+    assert measured.compile and expected_updates(preset) > 50_000  # compiled: what auto picks for such a run
+    assert dataclasses.replace(preset, agent=written_out, compile=True) == measured
 
 
 def test_unknown_named_preset_lists_the_known_ones():

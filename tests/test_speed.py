@@ -17,7 +17,7 @@ from agents.td3 import TD3Config
 from agents.tqc import TQCConfig, quantile_huber_loss
 from pathwise import speed
 from pathwise.run import build_trainer, expected_updates, resume, train
-from pathwise.speed import Plan, accelerate, kernels, machine
+from pathwise.speed import Plan, accelerate, kernels, machine, optim
 from pathwise.speed.optim import FastAdam
 
 OBS, ACT, B = 3, 2, 64
@@ -124,6 +124,31 @@ def test_fast_adam_is_torch_adam_bit_for_bit():
     assert a.keys() == b.keys() and all(torch.equal(a[i][k], b[i][k]) for i in a for k in a[i])
     assert ours.state[copies[1]]["step"] == 4  # stepped only when it had a gradient
     assert len(full_steps) == 1  # the first, which created the state; then the fused kernel alone
+
+
+def test_fast_adam_steps_through_torch_optim_after_its_private_op_fails(monkeypatch, capsys):
+    # A torch release that changed torch._fused_adam_: the step is torch.optim's, the same numbers, said once.
+    torch.manual_seed(0)
+    params = [torch.randn(4, 3, requires_grad=True), torch.randn(3, requires_grad=True)]
+    copies = [copy.deepcopy(p) for p in params]
+    reference, ours = adam({"params": params, "lr": 1e-2}), adam({"params": copies, "lr": 1e-2})
+    ours.__class__ = FastAdam
+
+    def changed(*args, **kwargs):
+        raise TypeError("_fused_adam_() got an unexpected keyword argument 'beta1'")
+
+    monkeypatch.setattr(optim, "fused_adam_", changed)
+    monkeypatch.setattr(FastAdam, "private_op_works", True)
+    for _ in range(3):
+        for optimizer, tensors in ((reference, params), (ours, copies)):
+            optimizer.zero_grad()
+            for p in tensors:
+                p.grad = torch.ones_like(p)
+            optimizer.step()
+    for p, q in zip(params, copies):
+        assert torch.equal(p, q)
+    assert ours.state[copies[0]]["step"] == 3
+    assert capsys.readouterr().err.count("steps through torch.optim") == 1
 
 
 def test_relu_under_compile_saves_no_boolean_mask_and_has_relus_gradient():
@@ -244,7 +269,7 @@ def test_a_checkpoint_does_not_depend_on_the_path_that_wrote_it(tiny, tmp_path):
     fast = train(tiny(run_dir=str(tmp_path / "fast"), **config))
     monkey = pytest.MonkeyPatch()
     try:
-        monkey.setattr(speed, "torch_tested", lambda: False)
+        monkey.setattr(speed, "has_private_ops", lambda: False)
         public = train(tiny(run_dir=str(tmp_path / "public"), **config))
         assert load_checkpoint(fast.checkpoint)["speed"]["fast_kernels"] is True
         assert load_checkpoint(public.checkpoint)["speed"]["fast_kernels"] is False
@@ -272,10 +297,10 @@ def test_auto_precision_is_bf16_only_where_the_cpu_multiplies_bf16_natively(tiny
         return trainer.speed
 
     monkeypatch.setattr(machine, "native_bf16", lambda: (True, "AMX"))
-    native = plan("native")
+    native = plan("native", compile=True)
     assert native.precision == "bf16" and "AMX" in native.summary() and not native.warnings
     monkeypatch.setattr(machine, "native_bf16", lambda: (False, "AVX2 without native bf16"))
-    emulated = plan("emulated")
+    emulated = plan("emulated", compile=True)
     assert emulated.precision == "fp32" and "AVX2" in emulated.summary() and not emulated.warnings
     asked = plan("asked", precision="bf16")
     assert asked.precision == "bf16"
@@ -297,30 +322,51 @@ def test_the_saved_config_keeps_what_was_asked_and_says_what_it_resolved_to(tiny
     resolved = load_checkpoint(config.run_dir)["speed"]
     assert resolved["precision"] == "fp32" and resolved["compile"] is False
     monkeypatch.setattr(machine, "native_bf16", lambda: (True, "AMX"))  # resumed on another machine: again
-    resume(config.run_dir, {"total_steps": 300})
+    resume(config.run_dir, {"total_steps": 300, "compile": True})
     assert load_checkpoint(config.run_dir)["speed"]["precision"] == "bf16"
     assert "#   precision: bf16" in open(f"{config.run_dir}/config.yaml").read()
 
 
 def test_auto_compile_waits_for_runs_whose_updates_repay_it(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(machine, "has_cpp_compiler", lambda: True)
-    monkeypatch.setattr(speed, "compile_marker", lambda *args: tmp_path / "never-compiled")
-    device = torch.device("cpu")
+    monkeypatch.setattr(machine, "native_bf16", lambda: (False, "AVX2 without native bf16"))
+    marker = tmp_path / "2.13-AVX2-0123456789abcdef"
+    monkeypatch.setattr(speed, "compile_marker", lambda *args: marker)
 
     def plan(**overrides):
-        config = tiny(**{"total_steps": 300, "compile": None, **overrides})
-        return speed.plan_speed(config, device, expected_updates(config), (3, 1), machine.Threads(1))
+        config = tiny(**{"compile": None, "precision": "auto", "learning_starts": 0, **overrides})
+        return speed.plan_speed(config, torch.device("cpu"), expected_updates(config), config.total_steps,
+                                (3, 1), machine.Threads(1))
 
-    assert not plan().compile and "would not repay" in plan().reasons["compile"]
-    long = plan(total_steps=10_000_000)
-    assert long.compile and "repay" in long.reasons["compile"]
-    assert not plan(total_steps=10_000_000, agent=TD3Config()).compile  # not measured faster compiled
+    needed = [int(speed.COMPILE_COST_S["sac"][state] / speed.UPDATE_SAVES_S["sac", "fp32"]) for state in range(3)]
+    assert needed[0] > needed[1] > needed[2]  # the more inductor's cache holds, the sooner a compile repays
+    short = plan(total_steps=needed[0] - 10)
+    assert not short.compile and "would not repay" in short.reasons["compile"] and "holds none" in short.summary()
+    assert plan(total_steps=needed[0] + 10).compile
+    (tmp_path / "2.13-AVX2-fedcba9876543210").touch()  # another run's graphs: their precompiled headers
+    assert plan(total_steps=needed[1] + 10).compile and not plan(total_steps=needed[1] - 10).compile
+    marker.touch()  # this run's graphs, compiled before
+    assert plan(total_steps=needed[2] + 10).compile and not plan(total_steps=needed[2] - 10).compile
+    assert not plan(total_steps=needed[0] + 10, agent=TD3Config()).compile  # TD3 saves little compiled here
     assert plan(compile=True).compile and not plan(total_steps=10_000_000, compile=False).compile
-    (tmp_path / "never-compiled").touch()  # compiled here before: a warm cache repays sooner
-    cold_needed, warm_needed = (int(speed.COMPILE_COST_S[c] / speed.COMPILE_SAVES_S[("sac", "fp32")])
-                                for c in ("cold", "warm"))
-    between = (cold_needed + warm_needed) // 2 + 100
-    assert plan(total_steps=between + 100, learning_starts=100, precision="fp32").compile
+    # acting compiled only where its env steps repay its own compile
+    assert not plan(total_steps=needed[2] + 10).compile_act and plan(total_steps=10_000_000).compile_act
+
+
+def test_bf16_runs_eager_only_where_the_networks_are_wide_enough_for_it_to_pay(tiny, monkeypatch):
+    monkeypatch.setattr(machine, "has_cpp_compiler", lambda: True)
+    monkeypatch.setattr(machine, "native_bf16", lambda: (True, "AMX"))
+
+    def plan(**overrides):
+        config = tiny(**{"compile": None, "precision": "auto", **overrides})
+        return speed.plan_speed(config, torch.device("cpu"), expected_updates(config), config.total_steps,
+                                (3, 1), machine.Threads(1))
+
+    assert plan(total_steps=10_000_000).precision == "bf16"  # compiled
+    narrow = plan(total_steps=300)
+    assert narrow.precision == "fp32" and not narrow.compile and "would not pay" in narrow.reasons["precision"]
+    assert plan(total_steps=300, sac={"hidden_sizes": (512, 512)}).precision == "bf16"
+    assert plan(total_steps=300, precision="bf16").precision == "bf16"  # asked for
 
 
 def test_compile_without_a_cpp_compiler_trains_eager_after_one_line(tiny, monkeypatch, capsys):
@@ -349,7 +395,7 @@ def test_a_compile_that_fails_falls_back_to_eager_after_one_line(capsys):
 
 
 def test_a_compiled_run_on_a_cpu_acts_compiled_with_the_eager_policys_actions(tiny):
-    agent = build_trainer(tiny(compile=True)).agent
+    agent = build_trainer(tiny(compile=True, total_steps=10_000_000)).agent  # a run long enough to repay it
     assert isinstance(agent.act, speed.Compiled)
     obs = torch.randn(3, OBS)
     for deterministic in (False, True):

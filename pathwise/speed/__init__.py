@@ -2,9 +2,9 @@
 
 A reader of the math (agents/) can skip this package. Where a run is built, `plan_speed` decides what pays on the
 machine at hand (bf16, torch.compile, threads, the fast kernels, CUDA graphs) and `accelerate(agent, plan)` puts
-it in place; without it, an agent trains as written, through torch's public API. Every choice is made by what the
-machine can do and what the run will do, and told in one line (`Plan.summary`). The timings behind each choice,
-by CPU and torch version: docs/performance.md.
+it in place; without it, an agent trains as written, through torch's public API. Every choice is made from what
+the machine can do and what the run will do, and told in one line (`Plan.summary`). The measurements behind each
+choice, by CPU and torch version: docs/performance.md.
 
 What it changes, and where:
 - the layers with a fast kernel (batch renormalization, ReLU; under torch.compile on a CPU, the linear layers
@@ -27,19 +27,23 @@ from agents.scaffold import optimizers
 from pathwise.speed import kernels, machine
 from pathwise.speed.optim import FastAdam, PlainAdam
 
-# The torch releases whose private ops this layer calls (torch._fused_adam_, torch._foreach_add_) were tested
-# with: CI on a CPU runs 2.13, the last GPU runs 2.11. Outside this range, or where an op is missing, the public
-# path runs instead.
-TESTED_TORCH = ((2, 11), (2, 13))
-
-# Agents whose compiled update was measured faster than their eager one on a CPU (docs/performance.md); TD3's was
-# not. Compiling pays only when the run's updates repay the compile: its seconds (with inductor's cache of earlier
-# compiles empty, or holding this very graph) over the seconds it saves an update, per precision.
-COMPILE_SAVES_S = {("sac", "fp32"): 0.0014, ("sac", "bf16"): 0.0023, ("tqc", "fp32"): 0.0014,
-                   ("tqc", "bf16"): 0.0023, ("crossq", "fp32"): 0.0014, ("crossq", "bf16"): 0.0023}
-COMPILE_COST_S = {"cold": 25.0, "warm": 5.0}
-# How much slower a float32 update runs in bf16 on a CPU without native bf16 (SAC at Pendulum sizes, an Intel
-# Xeon held to AVX2): the one sentence an explicit --precision bf16 gets there.
+# What torch.compile costs and saves on a CPU (benchmarks/compile_cost.py, docs/performance.md), at Pendulum-v1's
+# sizes with 256-wide networks: the seconds to compile an agent's losses when inductor's cache holds none of our
+# graphs, other graphs of ours (its precompiled headers with them), or these very graphs; the seconds a compiled
+# update saves, by precision; then the same for acting, per env step. The most cost and the least saving over the
+# CPUs measured (an Intel Xeon with AMX, and the same held to AVX2).
+COMPILE_COST_S = {"sac": (19, 12, 4), "tqc": (19, 13, 4), "td3": (21, 14, 4), "crossq": (28, 21, 5)}
+UPDATE_SAVES_S = {("sac", "fp32"): 1.2e-3, ("sac", "bf16"): 2.2e-3, ("tqc", "fp32"): 2.5e-3,
+                  ("tqc", "bf16"): 3.9e-3, ("crossq", "fp32"): 1.4e-3, ("crossq", "bf16"): 3.1e-3,
+                  ("td3", "fp32"): 0.1e-3, ("td3", "bf16"): 1.3e-3}
+ACT_COST_S = (2.1, 2.1, 0.3)
+ACT_SAVES_S = {"sac": 20e-6, "tqc": 15e-6, "td3": 3e-6, "crossq": 56e-6}
+CACHE_STATES = ("holds none of our graphs", "holds other graphs of ours", "holds these graphs")
+# Below this width, eager bf16 saves nothing on a CPU with native bf16: autocast's casts cost what the matmuls
+# gain (256-wide networks); from it on, it pays (512-wide: SAC's update 1.8x faster, CrossQ's 1.4x).
+BF16_EAGER_WIDTH = 512
+# How much slower an update runs in bf16 than in float32 on a CPU without native bf16 (SAC at Pendulum sizes, an
+# Intel Xeon held to AVX2): the one sentence an explicit --precision bf16 gets there.
 EMULATED_BF16_SLOWDOWN = 25
 
 
@@ -49,22 +53,25 @@ class Plan:
 
     device: torch.device
     precision: str  # "fp32" or "bf16"
-    compile: bool
+    compile: bool  # the losses
     cuda_graph: bool
     threads: int  # torch's CPU threads at the start (machine.Threads may change them at each log)
     fast_kernels: bool  # the kernels in `kernels` and FastAdam: on a CPU, where torch has the ops
     reasons: dict[str, str]
     warnings: tuple[str, ...] = ()
+    compile_act: bool = False  # acting too (a CPU only)
     marker: Path | None = None  # touched once a compile has run: see compile_marker
 
     @classmethod
     def of(cls, device: torch.device | str, precision: str = "fp32", compile: bool = False, cuda_graph: bool = False,
            fast_kernels: bool | None = None) -> "Plan":
-        """A plan given outright (tests, benchmarks): the fast kernels wherever they would run by default."""
+        """A plan given outright (tests, benchmarks): the fast kernels wherever they would run by default; acting
+        compiled with the losses on a CPU."""
         device = torch.device(device)
-        fast = device.type == "cpu" and torch_tested() if fast_kernels is None else fast_kernels
+        fast = device.type == "cpu" and has_private_ops() if fast_kernels is None else fast_kernels
         return cls(device, precision, compile, cuda_graph, torch.get_num_threads(), fast,
-                   {"precision": "given", "compile": "given", "threads": "as set"})
+                   {"precision": "given", "compile": "given", "threads": "as set"},
+                   compile_act=compile and device.type == "cpu")
 
     def summary(self) -> str:
         graphs = ", CUDA graphs" if self.cuda_graph else ""
@@ -73,43 +80,43 @@ class Plan:
 
     def as_dict(self) -> dict:
         """What the run's `auto` settings resolved to, for its checkpoints and logs."""
-        return {"precision": self.precision, "compile": self.compile, "cuda_graph": self.cuda_graph,
-                "threads": self.threads, "fast_kernels": self.fast_kernels, "reasons": dict(self.reasons)}
+        return {"precision": self.precision, "compile": self.compile, "compile_act": self.compile_act,
+                "cuda_graph": self.cuda_graph, "threads": self.threads, "fast_kernels": self.fast_kernels,
+                "reasons": dict(self.reasons)}
 
 
-def torch_tested() -> bool:
-    version = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2])
-    return TESTED_TORCH[0] <= version <= TESTED_TORCH[1] and hasattr(torch, "_fused_adam_")
-
-
-def _precision(asked: str, device: torch.device) -> tuple[str, str, list[str]]:
-    """(precision, why, warnings) for `asked`: auto, fp32 or bf16."""
-    if device.type != "cpu":
-        if asked == "auto":
-            return "fp32", "bf16 not measured on a GPU", []
-        return asked, "asked for", []
-    native, kind = machine.native_bf16()
-    if asked == "auto":
-        return ("bf16", f"native bf16 matmuls: {kind}", []) if native else ("fp32", kind, [])
-    if asked == "bf16" and not native:
-        return "bf16", "asked for", [
-            f"--precision bf16 on a CPU without native bf16 matmuls ({kind}): they are emulated, and an update runs "
-            f"about {EMULATED_BF16_SLOWDOWN} times slower than in float32; --precision auto (the default) picks "
-            "float32 here."]
-    return asked, "asked for", []
+def has_private_ops() -> bool:
+    """Whether the installed torch has the private ops the fast path calls (the tested releases: pyproject.toml)."""
+    return all(hasattr(torch, op) for op in ("_fused_adam_", "_foreach_add_", "_foreach_sub_"))
 
 
 def compile_marker(agent_name: str, precision: str, shapes: tuple) -> Path:
     """A file in inductor's cache directory that says this run's graphs were compiled there before (so their
-    compile is a cache hit): it goes when the cache goes."""
+    compile is a cache hit); it goes when the cache goes. Its name starts with the torch version and the kernels'
+    instruction set, which other graphs of ours must share for their precompiled headers to serve."""
     from torch._inductor.runtime.cache_dir_utils import cache_dir
 
-    key = repr((torch.__version__, torch.backends.cpu.get_cpu_capability(), agent_name, precision, shapes))
-    return Path(cache_dir()) / "pathwise" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    prefix = f"{torch.__version__}-{torch.backends.cpu.get_cpu_capability()}"
+    digest = hashlib.sha256(repr((agent_name, precision, shapes)).encode()).hexdigest()[:16]
+    return Path(cache_dir()) / "pathwise" / f"{prefix}-{digest}"
 
 
-def _compile(asked: bool | None, device: torch.device, agent_name: str, precision: str, updates: int,
-             marker: Path) -> tuple[bool, str, list[str]]:
+def cache_state(marker: Path) -> int:
+    """What inductor's cache holds for a run of `marker`: an index into CACHE_STATES and the cost tables."""
+    if marker.exists():
+        return 2
+    prefix = marker.name.rsplit("-", 1)[0]
+    return 1 if marker.parent.is_dir() and any(marker.parent.glob(f"{prefix}-*")) else 0
+
+
+def widest(section) -> int:
+    """The widest hidden layer of an agent's networks, from its config section."""
+    return max((w for f in dataclasses.fields(section) if f.name.endswith("hidden_sizes")
+                for w in getattr(section, f.name)), default=0)
+
+
+def _compile(asked: bool | None, device: torch.device, name: str, precision: str, updates: int,
+             state: int) -> tuple[bool, str, list[str]]:
     """(compile, why, warnings) for `asked`: True, False or None (decide)."""
     if asked is False:
         return False, "--no-compile", []
@@ -122,28 +129,40 @@ def _compile(asked: bool | None, device: torch.device, agent_name: str, precisio
         return True, "asked for", []
     if device.type != "cpu":
         return False, "not measured over whole runs on a GPU; --compile asks for it", []
-    saves = COMPILE_SAVES_S.get((agent_name, precision))
-    if saves is None:
-        return False, f"{agent_name} was not measured faster compiled", []
-    cache = "warm" if marker.exists() else "cold"
-    needed = int(COMPILE_COST_S[cache] / saves)
+    if (name, precision) not in UPDATE_SAVES_S:
+        return False, f"{name} in {precision} not measured compiled", []
+    needed = int(COMPILE_COST_S[name][state] / UPDATE_SAVES_S[name, precision])
     if updates < needed:
-        return False, f"{updates:,} updates would not repay a {cache}-cache compile (~{needed:,})", []
-    return True, f"{updates:,} updates repay a {cache}-cache compile", []
+        return False, f"{updates:,} updates would not repay the compile: inductor's cache {CACHE_STATES[state]}, " \
+                      f"about {needed:,} needed", []
+    return True, f"{updates:,} updates repay it: inductor's cache {CACHE_STATES[state]}", []
 
 
-def plan_speed(config, device: torch.device, updates: int, shapes: tuple, threads: machine.Threads) -> Plan:
-    """What pays for this run (`config`, a pathwise Config) on `device`, which will make `updates` gradient
-    updates on networks of `shapes` (observation and action sizes), with `threads`."""
-    name = config.agent.name
-    precision, precision_why, warnings = _precision(config.precision, device)
+def plan_speed(config, device: torch.device, updates: int, steps: int, shapes: tuple,
+               threads: machine.Threads) -> Plan:
+    """What pays for this run (`config`, a pathwise Config) on `device`, which will make `updates` gradient updates
+    and `steps` env steps on networks of `shapes` (observation and action sizes), with `threads`."""
+    name, asked, warnings = config.agent.name, config.precision, []
+    precision, precision_why = asked, "asked for"
+    if device.type != "cpu" and asked == "auto":
+        precision, precision_why = "fp32", "bf16 not measured on a GPU"
+    native, kind = machine.native_bf16() if device.type == "cpu" else (False, "")
+    if device.type == "cpu" and asked == "auto":
+        precision, precision_why = ("bf16", f"native bf16 matmuls: {kind}") if native else ("fp32", kind)
+    elif device.type == "cpu" and asked == "bf16" and not native:
+        warnings.append(f"--precision bf16 on a CPU without native bf16 matmuls ({kind}): they are emulated, and an "
+                        f"update runs about {EMULATED_BF16_SLOWDOWN} times slower than in float32; --precision auto "
+                        "(the default) picks float32 here.")
     marker = compile_marker(name, precision, shapes)
-    compile_, compile_why, more = _compile(config.compile, device, name, precision, updates, marker)
+    state = cache_state(marker)
+    compile_, compile_why, more = _compile(config.compile, device, name, precision, updates, state)
     warnings += more
-    fast = device.type == "cpu" and torch_tested()
+    if asked == "auto" and precision == "bf16" and not compile_ and widest(config.agent) < BF16_EAGER_WIDTH:
+        precision, precision_why = "fp32", f"eager at this width bf16 would not pay, though {kind} has it"
+    compile_act = compile_ and device.type == "cpu" and steps * ACT_SAVES_S.get(name, 0.0) > ACT_COST_S[state]
     reasons = {"precision": precision_why, "compile": compile_why, "threads": threads.reason}
-    return Plan(device, precision, compile_, config.cuda_graph, threads.count, fast, reasons, tuple(warnings),
-                marker)
+    return Plan(device, precision, compile_, config.cuda_graph, threads.count,
+                device.type == "cpu" and has_private_ops(), reasons, tuple(warnings), compile_act, marker)
 
 
 def autocast_bf16(fn, device: torch.device):
@@ -210,5 +229,5 @@ def accelerate(agent, plan: Plan) -> None:
         from pathwise.speed.cuda_graphs import use_cuda_graphs
 
         use_cuda_graphs(agent)
-    elif plan.compile and plan.device.type == "cpu":  # acting compiled too: it runs at every env step
+    elif plan.compile_act:
         agent.act = Compiled(agent.act, plan.device)

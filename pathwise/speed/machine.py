@@ -84,6 +84,11 @@ class CPULoad:
         return max(0.0, (busy1 - busy0) - (own1 - own0)) / (t1 - t0)
 
 
+# Read when this module is imported, early in a training process: the window until the run chooses its threads
+# (imports, the envs made) tells how busy the other processes keep the CPUs, without waiting for it.
+PROCESS_LOAD = CPULoad()
+
+
 def fair_threads(cpus: int, others_busy: float | None) -> int:
     """Threads for this process: the CPUs it may use less those other processes keep busy (a CPU counts as taken
     from about three quarters busy), at least one. Oversubscribed, OpenMP's waiting threads spin against each
@@ -125,9 +130,9 @@ class Threads:
     read again at each log (`adjust`), so that a run started beside this one gets its share and neither collapses.
     Where the system does not say how busy its CPUs are, all of them, and the reason says what to pass instead."""
 
-    def __init__(self, asked: int, load: CPULoad | None = None):
+    def __init__(self, asked: int, load: CPULoad = PROCESS_LOAD):
         self.asked, self.cpus = asked, usable_cpus()
-        self.load = None if asked else load or CPULoad()
+        self.load, self.known = (None, True) if asked else (load, False)
         self.count = asked or self._free(wait=True)
 
     def _free(self, wait: bool = False) -> int:
