@@ -138,31 +138,36 @@ def _compile(asked: bool | None, device: torch.device, name: str, precision: str
     return True, f"{updates:,} updates repay it: inductor's cache {CACHE_STATES[state]}", []
 
 
+def _precision(asked: str, device: torch.device) -> tuple[str, str, list[str]]:
+    """(precision, why, warnings) for `asked` (auto, fp32 or bf16), if the run is compiled."""
+    if device.type != "cpu":
+        return ("fp32", "bf16 not measured on a GPU", []) if asked == "auto" else (asked, "asked for", [])
+    native, kind = machine.native_bf16()
+    if asked == "auto":
+        return ("bf16", f"native bf16 matmuls: {kind}", []) if native else ("fp32", kind, [])
+    if asked == "bf16" and not native:
+        return asked, "asked for", [
+            f"--precision bf16 on a CPU without native bf16 matmuls ({kind}): they are emulated, and an update runs "
+            f"about {EMULATED_BF16_SLOWDOWN} times slower than in float32; --precision auto (the default) picks "
+            "float32 here."]
+    return asked, "asked for", []
+
+
 def plan_speed(config, device: torch.device, updates: int, steps: int, shapes: tuple,
                threads: machine.Threads) -> Plan:
     """What pays for this run (`config`, a pathwise Config) on `device`, which will make `updates` gradient updates
     and `steps` env steps on networks of `shapes` (observation and action sizes), with `threads`."""
-    name, asked, warnings = config.agent.name, config.precision, []
-    precision, precision_why = asked, "asked for"
-    if device.type != "cpu" and asked == "auto":
-        precision, precision_why = "fp32", "bf16 not measured on a GPU"
-    native, kind = machine.native_bf16() if device.type == "cpu" else (False, "")
-    if device.type == "cpu" and asked == "auto":
-        precision, precision_why = ("bf16", f"native bf16 matmuls: {kind}") if native else ("fp32", kind)
-    elif device.type == "cpu" and asked == "bf16" and not native:
-        warnings.append(f"--precision bf16 on a CPU without native bf16 matmuls ({kind}): they are emulated, and an "
-                        f"update runs about {EMULATED_BF16_SLOWDOWN} times slower than in float32; --precision auto "
-                        "(the default) picks float32 here.")
+    name = config.agent.name
+    precision, precision_why, warnings = _precision(config.precision, device)
     marker = compile_marker(name, precision, shapes)
     state = cache_state(marker)
     compile_, compile_why, more = _compile(config.compile, device, name, precision, updates, state)
-    warnings += more
-    if asked == "auto" and precision == "bf16" and not compile_ and widest(config.agent) < BF16_EAGER_WIDTH:
-        precision, precision_why = "fp32", f"eager at this width bf16 would not pay, though {kind} has it"
+    if config.precision == "auto" and precision == "bf16" and not compile_ and widest(config.agent) < BF16_EAGER_WIDTH:
+        precision, precision_why = "fp32", f"{precision_why}, but eager at this width bf16 would not pay"
     compile_act = compile_ and device.type == "cpu" and steps * ACT_SAVES_S.get(name, 0.0) > ACT_COST_S[state]
     reasons = {"precision": precision_why, "compile": compile_why, "threads": threads.reason}
     return Plan(device, precision, compile_, config.cuda_graph, threads.count,
-                device.type == "cpu" and has_private_ops(), reasons, tuple(warnings), compile_act, marker)
+                device.type == "cpu" and has_private_ops(), reasons, tuple(warnings + more), compile_act, marker)
 
 
 def autocast_bf16(fn, device: torch.device):
