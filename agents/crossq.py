@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-
-from agents.hyperparams import ActorCriticConfig, MaxEntropyConfig, check, check_widths
-from agents.networks import Actor, BatchRenorm, QEnsemble, hidden_linears, project_to_unit_rows_
-from agents.replay_buffer import Batch
-from agents.sac import actor_loss, init_temperature, temperature_loss
-from agents.scaffold import adam, grad_norms
+from pathwise.agents.batch import Batch
+from pathwise.agents.hyperparams import ActorCriticConfig, MaxEntropyConfig, check, check_widths
+from pathwise.agents.networks import Actor, BatchRenorm, QEnsemble, hidden_linears, project_to_unit_rows_
+from pathwise.agents.sac import actor_loss, init_temperature, temperature_loss
+from pathwise.agents.scaffold import adam, grad_norms
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,8 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from pathwise.agents.distributions import NoisyDeterministic, TanhNormal
 from torch import nn
-
-from agents.distributions import NoisyDeterministic, TanhNormal
 
 
 class BatchRenorm(nn.Module):

@@ -9,13 +9,12 @@ import typing
 from typing import Protocol
 
 import torch
+from pathwise.agents.batch import Batch
+from pathwise.agents.crossq import CrossQConfig
+from pathwise.agents.sac import SACConfig
+from pathwise.agents.td3 import TD3Config
+from pathwise.agents.tqc import TQCConfig
 from torch import nn
-
-from agents.crossq import CrossQConfig
-from agents.replay_buffer import Batch
-from agents.sac import SACConfig
-from agents.td3 import TD3Config
-from agents.tqc import TQCConfig
 
 AgentConfig = SACConfig | TD3Config | CrossQConfig | TQCConfig
 

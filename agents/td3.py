@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-
-from agents.hyperparams import ActorCriticConfig, check, check_widths
-from agents.networks import DeterministicActor, QEnsemble
-from agents.replay_buffer import Batch
-from agents.scaffold import adam, grad_norms, polyak_
+from pathwise.agents.batch import Batch
+from pathwise.agents.hyperparams import ActorCriticConfig, check, check_widths
+from pathwise.agents.networks import DeterministicActor, QEnsemble
+from pathwise.agents.scaffold import adam, grad_norms, polyak_
 
 
 @dataclass(frozen=True)

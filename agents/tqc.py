@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-
-from agents.hyperparams import check
-from agents.networks import Actor, QEnsemble
-from agents.replay_buffer import Batch
-from agents.sac import SAC, SACConfig
+from pathwise.agents.batch import Batch
+from pathwise.agents.hyperparams import check
+from pathwise.agents.networks import Actor, QEnsemble
+from pathwise.agents.sac import SAC, SACConfig
 
 
 @dataclass(frozen=True)

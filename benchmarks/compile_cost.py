@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKER = """
 import json, statistics, sys, time, torch
 sys.path.insert(0, {root!r})
-from agents.registry import AGENTS
-from agents.replay_buffer import Batch
+from pathwise.agents.registry import AGENTS
+from pathwise.agents.batch import Batch
 from pathwise.speed import Plan, accelerate
 from pathwise.speed.machine import configure_cpu
 name, precision, compile, threads = {name!r}, {precision!r}, {compile!r}, {threads!r}

@@ -1,13 +1,22 @@
-"""pathwise: the machinery that runs the agents of `agents`: the command line and config, the training loop,
-checkpoints, logging, evaluation, export and sweeps.
+"""pathwise: continuous-control reinforcement learning with pathwise policy gradients. `pathwise.agents` is the
+math (each agent's losses and update), `pathwise.envs` makes environments, and the rest is the machinery that runs
+them: the command line and config, the training loop, checkpoints, logging, evaluation, export and sweeps.
 
     from pathwise import load_policy    # a saved policy: NumPy in, actions in the env's bounds out
 
 The names below are imported when first used, so that `import pathwise` stays light.
 """
 
+from pathlib import Path
+
 __version__ = "0.1.0"
 __all__ = ["Policy", "export_policy", "load_policy"]
+
+# A checkout keeps agents/ and envs/ at its top, beside pathwise/ (installed, setuptools puts them inside the
+# package): run from a checkout that is not installed, they import as pathwise.agents and pathwise.envs all the same.
+_checkout = Path(__file__).resolve().parent.parent
+if (_checkout / "pyproject.toml").is_file() and (_checkout / "agents" / "__init__.py").is_file():
+    __path__.append(str(_checkout))
 
 
 def __getattr__(name: str):

@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 import yaml
 
-from agents.registry import AGENTS, AgentConfig
-from agents.sac import SACConfig
+from pathwise.agents.registry import AGENTS, AgentConfig
+from pathwise.agents.sac import SACConfig
 from pathwise.errors import UserError
 
 # The presets: pathwise/configs/ in an installed package, configs/ at the top of a checkout.
@@ -48,7 +48,7 @@ class Config:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for gymnasium.make, e.g. ctrl_cost_weight=0.05 (flags: key=value ...; YAML: a mapping)."""
     agent: AgentConfig = field(default_factory=SACConfig, metadata={"experiment": True, "resumable": False})
-    """The agent (README: agents); its hyperparameters are the flags of its section (its name, in YAML)."""
+    """The agent: sac, td3, tqc or crossq; its hyperparameters are the flags of its section (its name, in YAML)."""
     seed: int = setting(1, experiment=False)
     """Seeds torch, numpy and the environments."""
     total_steps: int = setting(1_000_000, resumable=True)
@@ -85,7 +85,7 @@ class Config:
     checkpoint_every: int = setting(100_000, experiment=False)
     """Environment steps between checkpoints; 0 writes only the final one."""
     save_buffer: bool = setting(True, experiment=False)
-    """Store the replay buffer in checkpoints, for an exact resume (README: sizes)."""
+    """Store the replay buffer in checkpoints, for an exact resume (docs/guide.md: checkpoint sizes)."""
     log_every: int = setting(1_000, experiment=False, resumable=True)
     """Environment steps between metric logs and progress lines."""
     device: str = setting("auto", experiment=False, resumable=True)

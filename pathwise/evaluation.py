@@ -8,7 +8,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from envs import make_env
+from pathwise.envs import make_env
 from pathwise.errors import UserError
 
 # Evaluation episodes are seeded apart from the training envs, and alike at every evaluation of a run.

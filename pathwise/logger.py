@@ -2,6 +2,7 @@
 
 import csv
 import hashlib
+import importlib.metadata
 import json
 import netrc
 import os
@@ -12,12 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
-import pathwise
 from pathwise.config import Config, run_fields, to_dict
 
 WANDB_PROJECT = "pathwise"
 TENSORBOARD_DIR = "tensorboard"
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def installed_version() -> str:
+    """pathwise's version as installed (its metadata), or "not installed" for a checkout run as it is."""
+    try:
+        return importlib.metadata.version("pathwise-rl")
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def wandb_logged_in() -> bool:
@@ -106,12 +114,10 @@ class Logger:
             return
         import wandb  # imported here: it takes a second and is not needed with wandb disabled
 
-        # wandb takes this package's name, `agents`, for an LLM-agent library and advertises Weave on every run.
-        os.environ.setdefault("WANDB_DISABLE_WEAVE", "true")
 
         self.run = wandb.init(
             project=WANDB_PROJECT, mode=self.mode, dir=run_dir, name=run_dir.name, id=run_id, resume="allow",
-            config={**to_dict(config), "pathwise_version": pathwise.__version__,
+            config={**to_dict(config), "pathwise_version": installed_version(),
                     "git_commit": git_commit()},
             group=config.wandb_group or experiment_group(config),
             tags=[config.env, config.agent.name, f"seed{config.seed}"],

@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.normalizer import ObsNormalizer
 from pathwise import hub
 from pathwise.checkpoint import latest_checkpoint, load_checkpoint
 from pathwise.config import from_dict
 from pathwise.errors import UserError
+from pathwise.normalizer import ObsNormalizer
 
 
 class BoundedPolicy(nn.Module):

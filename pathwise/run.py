@@ -12,15 +12,15 @@ from typing import IO
 import numpy as np
 import torch
 
-from agents.normalizer import ObsNormalizer
-from agents.replay_buffer import ReplayBuffer
-from envs import make_env, make_vector_env, space_signature
 from pathwise import checkpoint
 from pathwise.collector import Collector
 from pathwise.config import Config, check_layer, flag, from_dict, merge, run_fields, save_yaml
+from pathwise.envs import make_env, make_vector_env, space_signature
 from pathwise.errors import UserError
 from pathwise.evaluation import Evaluator
 from pathwise.logger import Logger
+from pathwise.normalizer import ObsNormalizer
+from pathwise.replay_buffer import ReplayBuffer
 from pathwise.speed import Plan, accelerate, plan_speed
 from pathwise.speed.machine import Threads, configure_cpu
 from pathwise.trainer import Summary, Trainer

@@ -9,18 +9,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.normalizer import ObsNormalizer
-from agents.registry import Agent
-from agents.replay_buffer import ReplayBuffer
-from agents.scaffold import optimizers, reset_
 from pathwise import checkpoint
+from pathwise.agents.registry import Agent
+from pathwise.agents.scaffold import optimizers, reset_
 from pathwise.collector import Collector
 from pathwise.config import Config, to_dict
 from pathwise.errors import UserError
 from pathwise.evaluation import Evaluator
 from pathwise.logger import Logger
 from pathwise.metrics import IntervalMetrics
+from pathwise.normalizer import ObsNormalizer
 from pathwise.progress import Progress, format_duration
+from pathwise.replay_buffer import ReplayBuffer
 from pathwise.signals import StopRequest
 
 KEEP_CHECKPOINTS = 2

@@ -19,7 +19,8 @@ def tiny(tmp_path):
     """Keyword overrides for a run that finishes in seconds and really updates (learning starts early)."""
     def make(**overrides):
         """`agent=` an agent's section (default: SAC with 32x32 networks), or `sac=` a dict of SAC's fields."""
-        from agents.sac import SACConfig
+        from pathwise.agents.sac import SACConfig
+
         from pathwise.config import Config
         sac = SACConfig(**{"hidden_sizes": (32, 32), **overrides.pop("sac", {})})
         # float32 and eager, whatever the CPU: the same numbers on every machine the tests run on

@@ -1,5 +1,6 @@
 """The house: the agents apart from each other, the math apart from the machinery, old checkpoints at the door."""
 
+import ast
 import dataclasses
 import subprocess
 import sys
@@ -9,9 +10,9 @@ import pytest
 import torch
 import yaml
 from conftest import ROOT
+from pathwise.agents.registry import AGENTS
+from pathwise.agents.td3 import TD3Config
 
-from agents.registry import AGENTS
-from agents.td3 import TD3Config
 from pathwise import load_policy
 from pathwise.checkpoint import load_checkpoint
 from pathwise.errors import UserError
@@ -66,13 +67,54 @@ def test_a_checkpoint_of_format_1_loads_as_a_policy_and_is_refused_for_resume(tm
         resume_trainer(tmp_path / "old_run", {"total_steps": 600})
 
 
-def test_the_math_imports_none_of_the_machinery_and_pathwise_imports_light():
-    code = ("import sys; import agents.registry, agents.distributions, agents.networks, agents.replay_buffer; "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('pathwise', 'envs', 'gymnasium', 'wandb', "
-            "'yaml')); print(bad)")
+# What each part of the house may import, beside the standard library (docs/architecture.md draws the same).
+LAYERS = {
+    "agents": {"torch", "numpy", "pathwise.agents"},  # the math
+    "envs": {"gymnasium", "numpy", "pathwise.envs", "pathwise.errors"},
+    "pathwise/errors.py": set(),  # a leaf, so that envs/ may raise the error the command line speaks
+    "pathwise/speed": {"torch", "numpy", "pathwise.agents", "pathwise.speed"},
+}
+CODE = ["agents", "envs", "pathwise", "tests", "benchmarks", *(p.name for p in ROOT.glob("*.py"))]
+
+
+def imported(path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def python_files(part: str) -> list:
+    return [ROOT / part] if part.endswith(".py") else sorted((ROOT / part).rglob("*.py"))
+
+
+@pytest.mark.parametrize("part", LAYERS)
+def test_each_part_imports_only_what_its_layer_allows(part):
+    allowed = LAYERS[part] | set(sys.stdlib_module_names)
+    for path in python_files(part):
+        outside = {n for n in imported(path) if not any(n == a or n.startswith(a + ".") for a in allowed)}
+        assert not outside, f"{path.relative_to(ROOT)} imports {sorted(outside)}"
+
+
+def test_one_namespace_and_the_commands_on_top():
+    for path in (f for part in CODE for f in python_files(part)):
+        names = imported(path)
+        assert not {n for n in names if n.split(".")[0] in ("agents", "envs")}, path.relative_to(ROOT)
+        if path.is_relative_to(ROOT / "pathwise") and not path.is_relative_to(ROOT / "pathwise" / "commands"):
+            assert not {n for n in names if n.startswith("pathwise.commands")}, path.relative_to(ROOT)
+
+
+def test_the_math_loads_no_machinery_and_pathwise_imports_light():
+    code = ("import sys; import pathwise.agents.registry, pathwise.agents.distributions, pathwise.agents.networks; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('gymnasium', 'wandb', 'yaml') or "
+            "m.startswith('pathwise.') and not m.startswith('pathwise.agents')); print(bad)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-    code = "import sys, pathwise; print(sorted(m for m in ('torch', 'agents', 'gymnasium') if m in sys.modules))"
+    code = ("import sys, pathwise; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'gymnasium') "
+            "or m.startswith('pathwise.')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pathwise.envs import make_env
 
-from envs import make_env
 from pathwise import export_policy, load_policy
 from pathwise.checkpoint import latest_checkpoint as load_checkpoint_path
 from pathwise.checkpoint import load_checkpoint
@@ -180,6 +180,7 @@ def checkpoint_steps(run_dir):
     return sorted(int(p.stem.split("_")[1]) for p in (run_dir / "checkpoints").glob("step_*.pt"))
 
 
+@pytest.mark.slow
 def test_a_run_killed_at_a_random_moment_resumes_from_its_last_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
     process = start_training(run_dir, 4000)
@@ -195,8 +196,9 @@ def test_a_run_killed_at_a_random_moment_resumes_from_its_last_checkpoint(tmp_pa
     assert checkpoint_steps(run_dir)[-1] == 4000 and "Trained to 4,000 env steps" in result.stdout
 
 
-@pytest.mark.parametrize("signum, vector_mode", [(signal.SIGINT, "sync"), (signal.SIGTERM, "sync"),
-                                                (signal.SIGTERM, "async")])
+@pytest.mark.parametrize("signum, vector_mode", [(signal.SIGINT, "sync"),
+                                                pytest.param(signal.SIGTERM, "sync", marks=pytest.mark.slow),
+                                                pytest.param(signal.SIGTERM, "async", marks=pytest.mark.slow)])
 def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, signum, vector_mode):
     run_dir = tmp_path / "run"
     # wandb's service, and the async env workers, get the signal too, as from a terminal or `scancel`.
@@ -263,7 +265,7 @@ def test_export_runs_without_the_package_and_matches_pytorch(tiny, tmp_path):
     obs = np.random.default_rng(1).normal(size=(7, 3)).astype(np.float32)
     np.save(tmp_path / "obs.npy", obs)
     code = ("import sys, numpy as np, torch\n"
-            "sys.modules['agents'] = sys.modules['envs'] = None  # prove the file needs neither\n"
+            "sys.modules['pathwise'] = None  # prove the file needs no pathwise\n"
             "policy = torch.export.load('policy.pt2').module()\n"
             "with torch.no_grad():\n"
             "    for n in (1, 7):\n"
@@ -331,6 +333,7 @@ def test_the_summary_of_a_resumed_run_tells_this_sessions_figures_from_the_runs(
     assert "Trained to 600 env steps: 100 in this session" in text and "the whole run took" in text
 
 
+@pytest.mark.slow
 def test_a_second_process_is_refused_a_run_that_is_still_training(tmp_path):
     run_dir = tmp_path / "run"
     process = start_training(run_dir, 100_000)
@@ -347,6 +350,7 @@ def test_a_second_process_is_refused_a_run_that_is_still_training(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
 
 
+@pytest.mark.slow
 def test_sigterm_to_a_real_run_then_resume_gives_the_numbers_of_an_uninterrupted_run(tmp_path):
     straight = script("train.py", *TINY_RUN, "--total-steps", 1200, "--run-dir", tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr
@@ -365,6 +369,7 @@ def test_sigterm_to_a_real_run_then_resume_gives_the_numbers_of_an_uninterrupted
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
 
 
+@pytest.mark.slow
 def test_a_second_signal_stops_at_once_and_the_last_whole_checkpoint_survives(tmp_path):
     run_dir = tmp_path / "run"
     process = start_training(run_dir, 100_000)

@@ -4,10 +4,9 @@ running through the shared trainer, checkpoints, load_policy and export."""
 import numpy as np
 import pytest
 import torch
-
-from agents.crossq import CrossQ, CrossQConfig, critic_loss
-from agents.networks import BatchRenorm, hidden_linears, project_to_unit_rows_
-from agents.replay_buffer import Batch
+from pathwise.agents.batch import Batch
+from pathwise.agents.crossq import CrossQ, CrossQConfig, critic_loss
+from pathwise.agents.networks import BatchRenorm, hidden_linears, project_to_unit_rows_
 
 OBS, ACT, B = 3, 2, 64
 

@@ -2,10 +2,9 @@ import math
 
 import pytest
 import torch
+from pathwise.agents.distributions import TanhNormal, tanh_log_abs_det_jacobian
 from torch.distributions import Independent, Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
-
-from agents.distributions import TanhNormal, tanh_log_abs_det_jacobian
 
 
 def reference(loc, scale):

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import ROOT
+from pathwise.agents.crossq import CrossQConfig
+from pathwise.agents.sac import SACConfig
+from pathwise.agents.td3 import TD3Config
+from pathwise.agents.tqc import TQCConfig
 
-from agents.crossq import CrossQConfig
-from agents.sac import SACConfig
-from agents.td3 import TD3Config
-from agents.tqc import TQCConfig
 from pathwise import export_policy, load_policy
 from pathwise.errors import UserError
 from pathwise.run import train
@@ -25,6 +25,7 @@ SECTIONS = {"sac": SACConfig(hidden_sizes=(16, 16)), "td3": TD3Config(hidden_siz
 
 
 @pytest.mark.parametrize("agent", list(SECTIONS))
+@pytest.mark.slow
 def test_the_onnx_export_acts_as_load_policy_does_for_every_agent(tiny, tmp_path, agent):
     ort = pytest.importorskip("onnxruntime")
     train(tiny(agent=SECTIONS[agent], normalize_obs=agent != "td3", total_steps=300))
@@ -41,7 +42,7 @@ def test_the_onnx_export_acts_as_load_policy_does_for_every_agent(tiny, tmp_path
                                    atol=1e-5)
     # The file needs neither torch nor pathwise: onnxruntime and NumPy alone, as README shows.
     code = ("import sys\n"
-            "sys.modules['torch'] = sys.modules['agents'] = sys.modules['pathwise'] = None\n"
+            "sys.modules['torch'] = sys.modules['pathwise'] = None\n"
             "import numpy as np, onnxruntime as ort\n"
             "session = ort.InferenceSession('policy.onnx')\n"
             "np.save('actions.npy', session.run(None, {'obs': np.load('obs.npy')})[0])\n")

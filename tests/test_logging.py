@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pathwise.logger import experiment_group, resolve_wandb_mode
 
@@ -39,6 +40,7 @@ def inspect(run_path, summary=True):
     return json.loads(out.stdout) if summary else [json.loads(line) for line in out.stdout.splitlines() if line]
 
 
+@pytest.mark.slow
 def test_offline_run_without_account_is_read_back_with_the_named_metrics_and_config(tmp_path):
     run_dir = tmp_path / "run"
     result = train_without_account(tmp_path, run_dir, "--video-every", "400")  # stdin closed, no key, no mode
@@ -157,6 +159,7 @@ def test_progress_lines_are_plain_when_not_a_terminal(tmp_path):
     assert "\r" not in result.stderr and "\x1b[" not in result.stderr
 
 
+@pytest.mark.slow
 def test_metrics_go_to_tensorboard_files_with_wandbs_names_and_plot_draws_any_of_them(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -1,6 +1,5 @@
 import torch
-
-from agents.networks import Actor, QEnsemble
+from pathwise.agents.networks import Actor, QEnsemble
 
 
 def test_critic_ensemble_shapes_and_independent_members():

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from agents.normalizer import ObsNormalizer
+from pathwise.normalizer import ObsNormalizer
 
 
 def test_running_statistics_equal_those_of_all_observations_seen():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.replay_buffer import ReplayBuffer
+from pathwise.replay_buffer import ReplayBuffer
 
 
 def add(buffer, start, n):

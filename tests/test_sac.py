@@ -2,9 +2,8 @@ import io
 
 import pytest
 import torch
-
-from agents.replay_buffer import Batch
-from agents.sac import SAC, SACConfig, actor_loss, critic_loss, temperature_loss
+from pathwise.agents.batch import Batch
+from pathwise.agents.sac import SAC, SACConfig, actor_loss, critic_loss, temperature_loss
 
 OBS, ACT, B = 3, 2, 64
 

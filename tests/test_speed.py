@@ -7,14 +7,14 @@ import copy
 import pytest
 import torch
 from conftest import ROOT
+from pathwise.agents.batch import Batch
+from pathwise.agents.crossq import CrossQConfig
+from pathwise.agents.networks import Actor, BatchRenorm, QEnsemble
+from pathwise.agents.sac import SACConfig
+from pathwise.agents.scaffold import adam, optimizers
+from pathwise.agents.td3 import TD3Config
+from pathwise.agents.tqc import TQCConfig, quantile_huber_loss
 
-from agents.crossq import CrossQConfig
-from agents.networks import Actor, BatchRenorm, QEnsemble
-from agents.replay_buffer import Batch
-from agents.sac import SACConfig
-from agents.scaffold import adam, optimizers
-from agents.td3 import TD3Config
-from agents.tqc import TQCConfig, quantile_huber_loss
 from pathwise import speed
 from pathwise.run import build_trainer, expected_updates, resume, train
 from pathwise.speed import Plan, accelerate, kernels, machine, optim
@@ -151,6 +151,7 @@ def test_fast_adam_steps_through_torch_optim_after_its_private_op_fails(monkeypa
     assert capsys.readouterr().err.count("steps through torch.optim") == 1
 
 
+@pytest.mark.slow
 def test_relu_under_compile_saves_no_boolean_mask_and_has_relus_gradient():
     # The critics' forward in an actor loss: frozen weights, so no layer's backward keeps a ReLU's output, and a
     # compiler left to itself saves the mask x <= 0 instead (slow to write on a CPU); ours keeps the output.
@@ -177,6 +178,7 @@ def test_relu_under_compile_saves_no_boolean_mask_and_has_relus_gradient():
 
 
 @pytest.mark.parametrize("obs_dim, act_dim", [(3, 2), (11, 3)])  # first layer narrow (5 inputs) and wide (14)
+@pytest.mark.slow
 def test_layers_written_for_inductor_match_the_plain_layers(obs_dim, act_dim, monkeypatch):
     # Under torch.compile on a CPU the heads (at most NARROW outputs) and a narrow first layer are products and
     # sums instead of matmuls, and the other layers add their bias apart from the matmul; outputs and gradients
@@ -227,7 +229,7 @@ def test_an_exported_policy_keeps_its_matmuls():
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
-@pytest.mark.parametrize("compile", [False, True])
+@pytest.mark.parametrize("compile", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_an_accelerated_agent_updates_as_the_plain_agent(name, compile):
     plain, fast = twins(name, Plan.of("cpu", compile=compile, fast_kernels=True))
     for step in range(4):  # whole policy-delay cycles: critic-only updates and actor updates
@@ -308,6 +310,7 @@ def test_auto_precision_is_bf16_only_where_the_cpu_multiplies_bf16_natively(tiny
     assert "without native bf16" in warning and "times slower" in warning and "--precision auto" in warning
 
 
+@pytest.mark.slow
 def test_the_saved_config_keeps_what_was_asked_and_says_what_it_resolved_to(tiny, monkeypatch):
     import yaml
 
@@ -394,6 +397,7 @@ def test_a_compile_that_fails_falls_back_to_eager_after_one_line(capsys):
     assert err.count("training eager") == 1 and "torch.compile failed" in err
 
 
+@pytest.mark.slow
 def test_a_compiled_run_on_a_cpu_acts_compiled_with_the_eager_policys_actions(tiny):
     agent = build_trainer(tiny(compile=True, total_steps=10_000_000)).agent  # a run long enough to repay it
     assert isinstance(agent.act, speed.Compiled)
@@ -458,10 +462,11 @@ def test_no_file_of_the_math_calls_private_torch_ops_compile_autocast_or_cuda_gr
                 assert chain[:2] != ["object", "__setattr__"], where
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [alias.name for alias in node.names] + [getattr(node, "module", None) or ""]
-                assert not any("pathwise" in n or "_dynamo" in n or "_inductor" in n for n in names), path.name
+                speed = [n for n in names if n.startswith("pathwise.speed") or "_dynamo" in n or "_inductor" in n]
+                assert not speed, path.name
 
 
 def test_a_plain_agent_steps_through_torchs_public_optimizer():
     agent = CONFIGS["crossq"].make_agent(OBS, ACT, torch.device("cpu"))
     assert all(type(o) is torch.optim.Adam for o in optimizers(agent))
-    assert all(type(m).__module__.startswith(("agents.", "torch.")) for m in agent.critic.modules())
+    assert all(type(m).__module__.startswith(("pathwise.agents.", "torch.")) for m in agent.critic.modules())

@@ -83,6 +83,7 @@ def test_without_ray_sweep_py_says_how_to_install_it(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_sweep_runs_on_embedded_ray_past_a_failing_trial_and_writes_the_best_config(tmp_path):
     pytest.importorskip("ray")
     # Two configurations x two seeds; a critic learning rate of 1e30 makes one configuration diverge.
@@ -114,6 +115,7 @@ def test_a_sweep_runs_on_embedded_ray_past_a_failing_trial_and_writes_the_best_c
     assert evaluated.returncode == 0, evaluated.stderr
 
 
+@pytest.mark.slow
 def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     pytest.importorskip("ray")
     path = sweep_file(tmp_path, seeds=[1, 2], space={"sac.tau": {"grid": [0.005, 0.02]}},
@@ -152,6 +154,7 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path
     assert resumed, starts  # the interrupted trial went on from its checkpoint
 
 
+@pytest.mark.slow
 def test_an_optuna_sweep_runs_each_suggestion_once_per_seed(tmp_path):
     pytest.importorskip("ray")
     pytest.importorskip("optuna")

@@ -1,9 +1,8 @@
 """TD3: one-update invariants, exploration, and the agent running through the shared trainer and CLI."""
 
 import torch
-
-from agents.replay_buffer import Batch
-from agents.td3 import TD3, TD3Config, critic_loss
+from pathwise.agents.batch import Batch
+from pathwise.agents.td3 import TD3, TD3Config, critic_loss
 
 OBS, ACT, B = 3, 2, 64
 

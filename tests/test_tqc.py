@@ -4,9 +4,8 @@ import itertools
 
 import pytest
 import torch
-
-from agents.replay_buffer import Batch
-from agents.tqc import TQCConfig, quantile_huber_loss, target_atoms
+from pathwise.agents.batch import Batch
+from pathwise.agents.tqc import TQCConfig, quantile_huber_loss, target_atoms
 
 OBS, ACT, B = 3, 2, 16
 

@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.video:  # headless rendering: pygame (classic control) and MuJoCo need no display this way
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         os.environ.setdefault("MUJOCO_GL", "egl")
-    from envs import make_env
     from pathwise import load_policy
+    from pathwise.envs import make_env
     from pathwise.errors import UserError
     from pathwise.evaluation import run_episodes
 

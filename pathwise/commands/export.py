@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def hub_folder(args) -> int:
     """The model folder of the run's policy, evaluated now, and uploaded if asked."""
-    from envs import make_env
     from pathwise import hub, load_policy
     from pathwise.checkpoint import load_checkpoint
+    from pathwise.envs import make_env
     from pathwise.errors import UserError
     from pathwise.evaluation import run_episodes
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from agents.scaffold import optimizers
+from pathwise.agents.scaffold import optimizers
 from pathwise.speed import kernels, machine
 from pathwise.speed.optim import FastAdam, PlainAdam
 

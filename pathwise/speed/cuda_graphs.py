@@ -14,7 +14,7 @@ Random draws come from the default CUDA generator, whose state a replay advances
 import torch
 from torch.utils import _pytree as pytree
 
-from agents.scaffold import optimizers
+from pathwise.agents.scaffold import optimizers
 from pathwise.speed.optim import CapturableAdam, make_capturable_
 
 WARMUP_CALLS = 3  # eager calls of each kind before its graph is recorded (lazy state, compilation, autotuning)

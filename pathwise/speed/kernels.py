@@ -16,7 +16,7 @@ Timings of each choice, by CPU and torch version: docs/performance.md.
 import torch
 from torch import nn
 
-from agents.networks import BatchRenorm, EnsembleLinear
+from pathwise.agents.networks import BatchRenorm, EnsembleLinear
 
 NARROW = 8
 
