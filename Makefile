@@ -1,6 +1,7 @@
 # The two commands of a fresh machine with Python >= 3.10 (README.md):
 #   make train   trains SAC on Pendulum-v1 (the main job)
-#   make test    runs the tests (what CI runs)
+#   make test    runs the fast tests (CI runs them first)
+#   make test-slow runs the slow tier: long runs, real signals, sweeps, compiles, the wheel (CI runs it second)
 # Each makes .venv and installs what it needs the first time, torch first; later runs install nothing unless
 # pyproject.toml changed. TORCH picks the torch build: make train TORCH="torch==2.13.0 --index-url URL".
 
@@ -9,13 +10,16 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: train test
+.PHONY: train test test-slow
 
 train: $(VENV)/.installed-core
 	$(PY) train.py --env Pendulum-v1
 
 test: $(VENV)/.installed-dev
-	SDL_VIDEODRIVER=dummy MUJOCO_GL=egl $(PY) -m pytest -q
+	SDL_VIDEODRIVER=dummy MUJOCO_GL=egl $(PY) -m pytest -q -m "not slow"
+
+test-slow: $(VENV)/.installed-dev
+	SDL_VIDEODRIVER=dummy MUJOCO_GL=egl $(PY) -m pytest -q -m slow
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
