@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+
 from pathwise.agents.batch import Batch
 from pathwise.agents.hyperparams import ActorCriticConfig, MaxEntropyConfig, check, check_widths
 from pathwise.agents.networks import Actor, BatchRenorm, QEnsemble, hidden_linears, project_to_unit_rows_

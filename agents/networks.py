@@ -12,8 +12,9 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from pathwise.agents.distributions import NoisyDeterministic, TanhNormal
 from torch import nn
+
+from pathwise.agents.distributions import NoisyDeterministic, TanhNormal
 
 
 class BatchRenorm(nn.Module):

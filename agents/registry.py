@@ -9,12 +9,13 @@ import typing
 from typing import Protocol
 
 import torch
+from torch import nn
+
 from pathwise.agents.batch import Batch
 from pathwise.agents.crossq import CrossQConfig
 from pathwise.agents.sac import SACConfig
 from pathwise.agents.td3 import TD3Config
 from pathwise.agents.tqc import TQCConfig
-from torch import nn
 
 AgentConfig = SACConfig | TD3Config | CrossQConfig | TQCConfig
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+
 from pathwise.agents.batch import Batch
 from pathwise.agents.hyperparams import check
 from pathwise.agents.networks import Actor, QEnsemble

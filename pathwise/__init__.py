@@ -7,16 +7,32 @@ them: the command line and config, the training loop, checkpoints, logging, eval
 The names below are imported when first used, so that `import pathwise` stays light.
 """
 
+import sys
+from importlib.util import spec_from_file_location
 from pathlib import Path
 
 __version__ = "0.1.0"
 __all__ = ["Policy", "export_policy", "load_policy"]
 
-# A checkout keeps agents/ and envs/ at its top, beside pathwise/ (installed, setuptools puts them inside the
-# package): run from a checkout that is not installed, they import as pathwise.agents and pathwise.envs all the same.
-_checkout = Path(__file__).resolve().parent.parent
-if (_checkout / "pyproject.toml").is_file() and (_checkout / "agents" / "__init__.py").is_file():
-    __path__.append(str(_checkout))
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+class _CheckoutFolders:
+    """A checkout keeps agents/ and envs/ at its top, beside pathwise/ (installed, setuptools puts them inside the
+    package): run from a checkout that is not installed, they import as pathwise.agents and pathwise.envs all the
+    same, and nothing else of the checkout's top becomes part of the package."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name in ("pathwise.agents", "pathwise.envs"):
+            folder = _CHECKOUT / name.split(".")[1]
+            return spec_from_file_location(name, folder / "__init__.py", submodule_search_locations=[str(folder)])
+        return None
+
+
+if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "agents" / "__init__.py").is_file() \
+        and not (Path(__file__).parent / "agents").exists():
+    sys.meta_path.append(_CheckoutFolders)
 
 
 def __getattr__(name: str):

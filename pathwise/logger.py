@@ -114,7 +114,6 @@ class Logger:
             return
         import wandb  # imported here: it takes a second and is not needed with wandb disabled
 
-
         self.run = wandb.init(
             project=WANDB_PROJECT, mode=self.mode, dir=run_dir, name=run_dir.name, id=run_id, resume="allow",
             config={**to_dict(config), "pathwise_version": installed_version(),

@@ -20,7 +20,6 @@ def tiny(tmp_path):
     def make(**overrides):
         """`agent=` an agent's section (default: SAC with 32x32 networks), or `sac=` a dict of SAC's fields."""
         from pathwise.agents.sac import SACConfig
-
         from pathwise.config import Config
         sac = SACConfig(**{"hidden_sizes": (32, 32), **overrides.pop("sac", {})})
         # float32 and eager, whatever the CPU: the same numbers on every machine the tests run on

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from pathwise.envs import make_env
 
 from pathwise import export_policy, load_policy
 from pathwise.checkpoint import latest_checkpoint as load_checkpoint_path
 from pathwise.checkpoint import load_checkpoint
+from pathwise.envs import make_env
 from pathwise.errors import UserError
 from pathwise.policy import BoundedPolicy
 from pathwise.run import build_trainer, resume, resume_trainer, train

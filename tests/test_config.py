@@ -3,8 +3,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from pathwise.agents.sac import SACConfig
 
+from pathwise.agents.sac import SACConfig
 from pathwise.cli import build_parser, parse_args
 from pathwise.config import Config, from_dict, leaf_fields, preset_paths, resolve
 from pathwise.errors import UserError

@@ -4,6 +4,7 @@ running through the shared trainer, checkpoints, load_policy and export."""
 import numpy as np
 import pytest
 import torch
+
 from pathwise.agents.batch import Batch
 from pathwise.agents.crossq import CrossQ, CrossQConfig, critic_loss
 from pathwise.agents.networks import BatchRenorm, hidden_linears, project_to_unit_rows_

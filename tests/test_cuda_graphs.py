@@ -3,13 +3,13 @@ are skipped without one; the refusal on a CPU and the optimizers' round trip run
 
 import pytest
 import torch
+
 from pathwise.agents.batch import Batch
 from pathwise.agents.crossq import CrossQConfig
 from pathwise.agents.sac import SACConfig
 from pathwise.agents.scaffold import optimizers
 from pathwise.agents.td3 import TD3Config
 from pathwise.agents.tqc import TQCConfig
-
 from pathwise.errors import UserError
 from pathwise.run import build_trainer, resume_trainer
 from pathwise.speed import Plan, accelerate

@@ -2,9 +2,10 @@ import math
 
 import pytest
 import torch
-from pathwise.agents.distributions import TanhNormal, tanh_log_abs_det_jacobian
 from torch.distributions import Independent, Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
+
+from pathwise.agents.distributions import TanhNormal, tanh_log_abs_det_jacobian
 
 
 def reference(loc, scale):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-from pathwise.envs import make_env, make_vector_env
 
+from pathwise.envs import make_env, make_vector_env
 from pathwise.errors import UserError
 
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import ROOT
+
+from pathwise import export_policy, load_policy
 from pathwise.agents.crossq import CrossQConfig
 from pathwise.agents.sac import SACConfig
 from pathwise.agents.td3 import TD3Config
 from pathwise.agents.tqc import TQCConfig
-
-from pathwise import export_policy, load_policy
 from pathwise.errors import UserError
 from pathwise.run import train
 

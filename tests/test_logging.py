@@ -1,5 +1,6 @@
 """Watching training: wandb offline and read back with wandb's own reader, never a prompt, plots without wandb."""
 
+import importlib.metadata
 import json
 import os
 import pty
@@ -52,7 +53,8 @@ def test_offline_run_without_account_is_read_back_with_the_named_metrics_and_con
     assert report["summary"]["_step"] == 400  # the x-axis is env steps
     config = report["config"]
     assert config["env"] == "Pendulum-v1" and config["sac"]["hidden_sizes"] == [16, 16]
-    assert config["pathwise_version"] and "git_commit" in config and config["agent"] == "sac"
+    assert config["pathwise_version"] == importlib.metadata.version("pathwise-rl")
+    assert "git_commit" in config and config["agent"] == "sac"
     assert {"Pendulum-v1", "sac", "seed1"} <= set(report["tags"])
     records = inspect(offline_run, summary=False)
     (run_record,) = [r["run"] for r in records if r["type"] == "run"]

@@ -1,4 +1,5 @@
 import torch
+
 from pathwise.agents.networks import Actor, QEnsemble
 
 

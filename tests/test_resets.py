@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+
 from pathwise.agents.batch import Batch
 from pathwise.agents.crossq import CrossQConfig
 from pathwise.agents.sac import SACConfig
 from pathwise.agents.scaffold import optimizers, reset_
-
 from pathwise.run import build_trainer
 
 CPU = torch.device("cpu")

@@ -2,6 +2,7 @@ import io
 
 import pytest
 import torch
+
 from pathwise.agents.batch import Batch
 from pathwise.agents.sac import SAC, SACConfig, actor_loss, critic_loss, temperature_loss
 

@@ -7,6 +7,8 @@ import copy
 import pytest
 import torch
 from conftest import ROOT
+
+from pathwise import speed
 from pathwise.agents.batch import Batch
 from pathwise.agents.crossq import CrossQConfig
 from pathwise.agents.networks import Actor, BatchRenorm, QEnsemble
@@ -14,8 +16,6 @@ from pathwise.agents.sac import SACConfig
 from pathwise.agents.scaffold import adam, optimizers
 from pathwise.agents.td3 import TD3Config
 from pathwise.agents.tqc import TQCConfig, quantile_huber_loss
-
-from pathwise import speed
 from pathwise.run import build_trainer, expected_updates, resume, train
 from pathwise.speed import Plan, accelerate, kernels, machine, optim
 from pathwise.speed.optim import FastAdam
@@ -461,7 +461,8 @@ def test_no_file_of_the_math_calls_private_torch_ops_compile_autocast_or_cuda_gr
                     assert not forbidden & set(chain[1:]), where
                 assert chain[:2] != ["object", "__setattr__"], where
             if isinstance(node, (ast.Import, ast.ImportFrom)):
-                names = [alias.name for alias in node.names] + [getattr(node, "module", None) or ""]
+                names = [alias.name for alias in node.names] + ["." * getattr(node, "level", 0)
+                                                                + (getattr(node, "module", None) or "")]
                 speed = [n for n in names if n.startswith("pathwise.speed") or "_dynamo" in n or "_inductor" in n]
                 assert not speed, path.name
 

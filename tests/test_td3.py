@@ -1,6 +1,7 @@
 """TD3: one-update invariants, exploration, and the agent running through the shared trainer and CLI."""
 
 import torch
+
 from pathwise.agents.batch import Batch
 from pathwise.agents.td3 import TD3, TD3Config, critic_loss
 

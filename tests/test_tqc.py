@@ -4,6 +4,7 @@ import itertools
 
 import pytest
 import torch
+
 from pathwise.agents.batch import Batch
 from pathwise.agents.tqc import TQCConfig, quantile_huber_loss, target_atoms
 

@@ -4,8 +4,8 @@
 import numpy as np
 import pytest
 import torch
-from pathwise.agents.scaffold import optimizers
 
+from pathwise.agents.scaffold import optimizers
 from pathwise.checkpoint import load_checkpoint
 from pathwise.errors import UserError
 from pathwise.run import build_trainer, resume, train

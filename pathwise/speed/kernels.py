@@ -80,7 +80,7 @@ class FastBatchRenorm(BatchRenorm):
 
 
 class _QuantileHuber(torch.autograd.Function):
-    """agents.tqc.quantile_huber_loss with its gradient taken in the same passes over the (E, B, N, T)
+    """pathwise.agents.tqc.quantile_huber_loss with its gradient taken in the same passes over the (E, B, N, T)
     differences, the largest tensors of TQC's update. With u = atom - quantile and c = min(|u|, 1):
     Huber_1(u) = c (|u| - c / 2), and its derivative is clamp(u, -1, 1)."""
 

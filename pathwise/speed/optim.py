@@ -21,7 +21,7 @@ class PlainAdam(torch.optim.Adam):
 
 
 class FastAdam(PlainAdam):
-    """A fused Adam (as `agents.scaffold.adam` builds) stepped by the kernel `optimizer.step()` calls,
+    """A fused Adam (as `pathwise.agents.scaffold.adam` builds) stepped by the kernel `optimizer.step()` calls,
     `torch._fused_adam_`, on the same state, without torch.optim's per-call Python for options these optimizers
     never set; and gradients set to None without `zero_grad`'s bookkeeping. tests/test_speed.py holds it to
     `torch.optim.Adam` bit for bit. The first step, which creates the state, is torch's own; so is every step after
