@@ -2,14 +2,16 @@
 
 import difflib
 import functools
+import math
 import signal
+import warnings
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 from gymnasium.wrappers import FlattenObservation, RescaleAction
 
-from pathwise.errors import UserError
+from pathwise.errors import EnvFault, UserError
 
 # DISABLED: step() always returns the true next observation, and the trainer resets ended sub-envs itself
 # (reset with a reset_mask), each episode from a seed it draws. No stored transition can span a reset, and an
@@ -48,12 +50,55 @@ def _check_spaces(env_id: str, env: gym.Env) -> None:
                         "only Box observations are supported.")
 
 
+class Checked(gym.Wrapper):
+    """What the env does wrong becomes an EnvFault: an exception from its step or reset (a simulator crash, a bug in
+    a custom env), or a NaN or infinite observation or reward (a physics blow-up), caught before anything stores it."""
+
+    def __init__(self, env: gym.Env, env_id: str):
+        super().__init__(env)
+        self.env_id = env_id
+
+    def step(self, action):
+        try:
+            obs, reward, terminated, truncated, info = self.env.step(action)
+        except Exception as e:
+            raise self._fault("step", e) from e
+        # The sum first (a fraction of a microsecond): it is finite exactly when every entry is, short of overflow.
+        if not math.isfinite(obs.sum()) and not np.isfinite(obs).all():
+            raise EnvFault(f"environment '{self.env_id}' returned a non-finite observation ({_first_bad(obs)})")
+        if not math.isfinite(reward):
+            raise EnvFault(f"environment '{self.env_id}' returned a non-finite reward ({reward})")
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, **kwargs):
+        try:
+            obs, info = self.env.reset(**kwargs)
+        except Exception as e:
+            raise self._fault("reset", e) from e
+        if not np.isfinite(obs).all():
+            raise EnvFault(f"environment '{self.env_id}' returned a non-finite observation ({_first_bad(obs)}) "
+                           "at a reset")
+        return obs, info
+
+    def _fault(self, what: str, e: Exception) -> EnvFault:
+        first = str(e).splitlines()[0] if str(e) else "no message"
+        return EnvFault(f"environment '{self.env_id}' raised {type(e).__name__} in {what}: {first}")
+
+
+def _first_bad(obs) -> str:
+    flat = np.asarray(obs, dtype=np.float64).ravel()
+    i = int(np.flatnonzero(~np.isfinite(flat))[0])
+    return f"{flat[i]} at index {i}"
+
+
 def make_env(env_id: str, render_mode: str | None = None, rescale_actions: bool = True,
              env_kwargs: dict | None = None) -> gym.Env:
     """One environment, `gymnasium.make(env_id, **env_kwargs)`, with flat observations whose action space is
-    Box(-1, 1), or its own bounds with `rescale_actions=False` (for policies that already act in them)."""
+    Box(-1, 1), or its own bounds with `rescale_actions=False` (for policies that already act in them). Its faults
+    are `Checked`."""
     env = _gym_make(env_id, env_kwargs or {}, **({"render_mode": render_mode} if render_mode else {}))
     _check_spaces(env_id, env)
+    env = Checked(env, env_id)
     if len(env.observation_space.shape) != 1:
         env = FlattenObservation(env)
     if not rescale_actions:
@@ -65,6 +110,10 @@ def make_env(env_id: str, render_mode: str | None = None, rescale_actions: bool 
 def make_vector_env(env_id: str, num_envs: int, mode: str = "sync", env_kwargs: dict | None = None) -> VectorEnv:
     """`num_envs` copies of the env, stepped together: in this process (sync) or one subprocess each (async)."""
     if mode == "async":
+        # A worker's env fault comes back to this process as the EnvFault it was, which says it in one sentence;
+        # gymnasium would print the worker's traceback before it.
+        warnings.filterwarnings("ignore", message=r".*ERROR: (Received the following error|Traceback|Raising the "
+                                "last exception)", category=UserWarning, module="gymnasium.vector.async_vector_env")
         worker = functools.partial(_worker_env, env_id, env_kwargs)
         return AsyncVectorEnv([worker] * num_envs, autoreset_mode=AUTORESET_MODE)
     return SyncVectorEnv([lambda: make_env(env_id, env_kwargs=env_kwargs)] * num_envs, autoreset_mode=AUTORESET_MODE)

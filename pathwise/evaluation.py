@@ -86,3 +86,37 @@ class Evaluator:
 
     def close(self) -> None:
         self.env.close()
+
+
+class BestPolicy:
+    """The policy of the run's best evaluation so far (its actor, and the observation normalization it saw, on the
+    CPU), written to best.pt at each new best. Its state travels in every checkpoint, so that a run resumed from an
+    earlier one rewrites best.pt as its own timeline had it, not as the abandoned one left it."""
+
+    def __init__(self, checkpoints):
+        self.checkpoints = checkpoints  # pathwise.checkpoint.Checkpointer
+        self.state: dict | None = None  # env_steps, return_mean, actor, and obs_normalizer where there is one
+
+    def consider(self, env_steps: int, return_mean: float, actor: dict, obs_normalizer: dict | None) -> None:
+        """Keep this policy, and write it, if its return beats the best so far."""
+        if self.state is not None and return_mean <= self.state["return_mean"]:
+            return
+        self.state = {"env_steps": env_steps, "return_mean": return_mean,
+                      "actor": {k: v.detach().cpu().clone() for k, v in actor.items()}}
+        if obs_normalizer is not None:
+            self.state["obs_normalizer"] = {k: v.cpu().clone() for k, v in obs_normalizer.items()}
+        self.write()
+
+    def write(self) -> Path:
+        best = self.state
+        payload = self.checkpoints.policy_payload(best["env_steps"], {"actor": best["actor"]},
+                                                  best.get("obs_normalizer"))
+        payload["evaluation"] = {"return_mean": best["return_mean"], "env_steps": best["env_steps"]}
+        return self.checkpoints.save_best(payload)
+
+    def load_state_dict(self, state: dict | None) -> None:
+        self.state = state
+        if state is None:  # a best.pt from after the checkpoint belongs to the abandoned continuation
+            self.checkpoints.drop_best()
+        else:
+            self.write()

@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 from pathwise import checkpoint
+from pathwise.checkpoint import Checkpointer
 from pathwise.collector import Collector
 from pathwise.config import Config, check_layer, flag, from_dict, merge, run_fields, save_yaml
 from pathwise.envs import make_env, make_vector_env, space_signature
-from pathwise.errors import UserError
+from pathwise.errors import EnvFault, UserError
 from pathwise.evaluation import Evaluator
 from pathwise.logger import Logger
 from pathwise.normalizer import ObsNormalizer
@@ -67,9 +68,11 @@ def lock_run_dir(run_dir: Path) -> IO:
     return lock
 
 
-def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None = None, env_steps: int = 0) -> Trainer:
+def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None = None, env_steps: int = 0,
+                  lock: IO | None = None) -> Trainer:
     """Everything a run needs, made from its config: device, seeds, envs, run directory, agent, buffer, logger, and
-    what pays for speed on this machine. `env_steps`: what a resumed run has trained already."""
+    what pays for speed on this machine. `env_steps`: what a resumed run has trained already; `lock`: the run
+    directory's lock, where the caller holds it already."""
     device = resolve_device(config.device)
     if config.cuda_graph and device.type != "cuda":
         raise UserError(f"--cuda-graph needs a CUDA device, and this run's device is {device.type}; give "
@@ -95,7 +98,7 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
             raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or pick another "
                             "--run-dir.")
         run_dir.mkdir(parents=True, exist_ok=True)
-        lock = opened.enter_context(lock_run_dir(run_dir))
+        lock = opened.enter_context(lock or lock_run_dir(run_dir))
         threads = Threads(config.threads)
         configure_cpu(threads.count)
         plan = plan_speed(config, device, expected_updates(config, env_steps), config.total_steps - env_steps,
@@ -113,8 +116,9 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
         opened.callback(logger.close)
         evaluator = Evaluator(eval_env, config.env, config.env_kwargs, config.seed, run_dir, logger)
         normalizer = ObsNormalizer(obs_dim).to(device) if config.normalize_obs else None
-        trainer = Trainer(config, Collector(envs, config.seed), agent, buffer, evaluator, logger, run_dir, device,
-                          space_signature(eval_env), normalizer)
+        checkpoints = Checkpointer(run_dir, config, space_signature(eval_env))
+        trainer = Trainer(config, Collector(envs, config.seed), agent, buffer, evaluator, logger, checkpoints, device,
+                          normalizer)
         trainer.speed = plan
         trainer.on_log.append(threads.adjust)
         trainer.resources.append(lock)
@@ -136,17 +140,19 @@ def try_env_kwargs(env, config: Config) -> None:
         env.reset(seed=config.seed)
         env.step(env.action_space.sample() * 0)
     except Exception as e:  # whatever the env raises, the cause is the user's env_kwargs
+        e = e.__cause__ if isinstance(e, EnvFault) and e.__cause__ else e
         raise UserError(f"environment '{config.env}' fails with env_kwargs {config.env_kwargs}: "
                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no message'}.") from None
 
 
-def resume_config(run_dir: str | Path, overrides: dict, to_train: bool = True) -> tuple[Config, dict]:
+def resume_config(run_dir: str | Path, overrides: dict, to_train: bool = True,
+                  payload: dict | None = None) -> tuple[Config, dict]:
     """The config of the run in `run_dir` with `overrides` (flat: flag names) applied, and its latest
-    checkpoint's payload; one sentence if it cannot be resumed so (`to_train=False`: only to be shown, so a
-    finished run is fine)."""
+    checkpoint's payload (or `payload`); one sentence if it cannot be resumed so (`to_train=False`: only to be
+    shown, so a finished run is fine)."""
     if not Path(run_dir).is_dir():
         raise UserError(f"--resume takes a run directory, and {run_dir} is not one.")
-    payload = checkpoint.load_checkpoint(run_dir)
+    payload = payload or checkpoint.load_checkpoint(run_dir)
     allowed = run_fields("resumable")
     refused = sorted(set(overrides) - set(allowed))
     if refused:
@@ -166,10 +172,20 @@ def resume_config(run_dir: str | Path, overrides: dict, to_train: bool = True) -
 
 
 def resume_trainer(run_dir: str | Path, overrides: dict) -> Trainer:
-    """The run in `run_dir`, restored from its latest checkpoint; `overrides` may change the resumable fields."""
-    config, payload = resume_config(run_dir, overrides)
-    trainer = build_trainer(config, resuming=True, wandb_id=payload["trainer"].get("wandb_id"),
-                            env_steps=payload["env_steps"])
+    """The run in `run_dir`, restored from its latest whole checkpoint (what an earlier crash left half-written is
+    cleared away first, and said); `overrides` may change the resumable fields."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"--resume takes a run directory, and {run_dir} is not one.")
+    with contextlib.ExitStack() as held:
+        lock = held.enter_context(lock_run_dir(run_dir))
+        payload, notes = checkpoint.load_latest_whole(run_dir)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr, flush=True)
+        config, payload = resume_config(run_dir, overrides, payload=payload)
+        trainer = build_trainer(config, resuming=True, wandb_id=payload["trainer"].get("wandb_id"),
+                                env_steps=payload["env_steps"], lock=lock)
+        held.pop_all()
     trainer.load(payload)
     return trainer
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -9,21 +10,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pathwise import checkpoint
 from pathwise.agents.registry import Agent
 from pathwise.agents.scaffold import optimizers, reset_
+from pathwise.checkpoint import Checkpointer, CheckpointNotWritten
 from pathwise.collector import Collector
-from pathwise.config import Config, to_dict
-from pathwise.errors import UserError
-from pathwise.evaluation import Evaluator
+from pathwise.config import Config
+from pathwise.errors import EnvFault, UserError
+from pathwise.evaluation import BestPolicy, Evaluator
 from pathwise.logger import Logger
 from pathwise.metrics import IntervalMetrics
 from pathwise.normalizer import ObsNormalizer
 from pathwise.progress import Progress, format_duration
 from pathwise.replay_buffer import ReplayBuffer
+from pathwise.schedule import LearningRates
 from pathwise.signals import StopRequest
-
-KEEP_CHECKPOINTS = 2
 
 
 @dataclasses.dataclass
@@ -62,6 +62,10 @@ class Diverged(UserError):
     """A loss or the evaluation return became NaN or infinite; the checkpoints written before are kept."""
 
 
+class EnvStopped(UserError):
+    """The environment failed (an EnvFault) at a step; the run was saved at the step before."""
+
+
 class Interrupted(Exception):
     """Training stopped by a signal (Ctrl-C or SIGTERM): after writing its checkpoint, or, at a second signal, at
     once, keeping the checkpoints written before."""
@@ -82,20 +86,21 @@ def _crossed(step: int, n: int, every: int) -> bool:
 
 
 class Trainer:
+    """Runs the loop. Every part it drives owns its state and its faults: the collector the envs, the buffer the
+    transitions, the agent its update, the evaluator and the best policy the evaluations, the checkpointer the files."""
+
     def __init__(self, config: Config, collector: Collector, agent: Agent, buffer: ReplayBuffer,
-                 evaluator: Evaluator, logger: Logger, run_dir: Path, device: torch.device,
-                 space_signature: dict, normalizer: ObsNormalizer | None = None):
+                 evaluator: Evaluator, logger: Logger, checkpoints: Checkpointer, device: torch.device,
+                 normalizer: ObsNormalizer | None = None):
         self.config, self.collector, self.agent, self.buffer = config, collector, agent, buffer
-        self.evaluator, self.logger, self.run_dir, self.device = evaluator, logger, run_dir, device
-        self.space_signature = space_signature
+        self.evaluator, self.logger, self.checkpoints, self.device = evaluator, logger, checkpoints, device
+        self.run_dir = checkpoints.run_dir
         self.normalizer = normalizer  # the buffer keeps raw observations; the agent sees normalized ones
+        self.best = BestPolicy(checkpoints)
+        self.learning_rates = LearningRates(optimizers(agent), config)
         self.env_steps = 0
         self.run_time = 0.0  # seconds of training in the run's earlier sessions
         self._session_start: float | None = None
-        # The best evaluation so far: env_steps, return_mean, and the policy then (actor and normalizer states,
-        # on the CPU). Kept in every checkpoint, so that a run resumed from an earlier one rewrites best.pt as
-        # its own timeline had it, not as the abandoned one left it.
-        self.best: dict | None = None
         self.last_return = float("nan")
         self.metrics = IntervalMetrics()
         self.stop = StopRequest()
@@ -105,29 +110,30 @@ class Trainer:
         self.resources: list = []  # closed with the trainer (the run directory's lock)
         self.speed = None  # what the run does for speed (pathwise.speed.Plan), kept in its checkpoints
         self.update_while_stepping = device.type == "cuda"  # see step()
-        # Each optimizer group's learning rate as configured, which lr_final_fraction scales (by position: loading
-        # an optimizer's state replaces its group dicts).
-        self.optimizers = optimizers(agent)
-        self.base_lrs = [[float(group["lr"]) for group in o.param_groups] for o in self.optimizers]
 
     # ---- the loop -----------------------------------------------------------------------------------
 
     def run(self) -> Summary:
         self._session_start, start_step = time.perf_counter(), self.env_steps
-        self.collector.start()
         progress = Progress(self.config.total_steps, initial=self.env_steps,
                             learning_starts=self.config.learning_starts)
         with self.stop.installed():
             try:
+                self.collector.start()
                 path = self._loop(progress)
             except KeyboardInterrupt:  # the second signal
                 progress.close()
                 raise Interrupted(self.run_dir, self.stop.signum or signal.SIGINT) from None
+            except EnvFault as fault:  # nothing of the failed step was stored: save the step before
+                progress.close()
+                raise EnvStopped(f"{fault} at step {self.env_steps + self.config.num_envs:,}; the run was saved at "
+                                 f"step {self.env_steps:,} to {self.save()}. Continue with: python train.py "
+                                 f"--resume {self.run_dir}") from None
         mean, std = self.evaluator.last or (None, None)
         session = time.perf_counter() - self._session_start
         best = None
-        if self.best:
-            best = (self.best["env_steps"], self.best["return_mean"], checkpoint.best_path(self.run_dir))
+        if self.best.state:
+            best = (self.best.state["env_steps"], self.best.state["return_mean"], self.checkpoints.best)
         return Summary(self.env_steps, self.env_steps - start_step, session, self.run_time + session, mean, std,
                        path, best)
 
@@ -138,7 +144,8 @@ class Trainer:
         while self.env_steps < cfg.total_steps:
             self.step()
             progress.advance(n)
-            evaluate = _crossed(self.env_steps, n, cfg.eval_every) and self.env_steps < cfg.total_steps
+            evaluate = (cfg.eval_episodes > 0 and _crossed(self.env_steps, n, cfg.eval_every)
+                        and self.env_steps < cfg.total_steps)
             if _crossed(self.env_steps, n, cfg.log_every) or self.env_steps >= cfg.total_steps:
                 now = time.perf_counter()
                 self.log(sps=(self.env_steps - interval_step) / max(now - interval_start, 1e-9))
@@ -152,7 +159,7 @@ class Trainer:
                 self.evaluator.record_video(self.policy(), self.env_steps)
             saved = None
             if _crossed(self.env_steps, n, cfg.checkpoint_every) and self.env_steps < cfg.total_steps:
-                saved = self.save()
+                saved = self.save(or_warn=True)
             if self.stop and self.env_steps < cfg.total_steps:
                 progress.close()
                 raise Interrupted(self.run_dir, self.stop.signum, saved=saved or self.save())
@@ -198,8 +205,7 @@ class Trainer:
         took (to launch, on a GPU)."""
         cfg = self.config
         t0 = time.perf_counter()
-        if cfg.lr_final_fraction < 1.0:
-            self.anneal_learning_rates(env_steps)
+        self.learning_rates.at(env_steps)
         for _ in range(cfg.updates_per_step):
             batch = self.buffer.sample(cfg.batch_size)
             if self.normalizer is not None:
@@ -210,19 +216,6 @@ class Trainer:
         return took
 
     # ---- now and then -------------------------------------------------------------------------------
-
-    def anneal_learning_rates(self, env_steps: int) -> None:
-        """lr_final_fraction: each learning rate at its configured value at learning_starts, falling linearly
-        to lr_final_fraction of it at total_steps. A function of env_steps alone, so a resumed run has the same."""
-        cfg = self.config
-        progress = min(1.0, (env_steps - cfg.learning_starts) / max(1, cfg.total_steps - cfg.learning_starts))
-        scale = 1.0 - (1.0 - cfg.lr_final_fraction) * progress
-        for optimizer, base_lrs in zip(self.optimizers, self.base_lrs):
-            for group, lr in zip(optimizer.param_groups, base_lrs):
-                if isinstance(group["lr"], torch.Tensor):  # a CUDA graph's: it reads this tensor
-                    group["lr"].fill_(lr * scale)
-                else:
-                    group["lr"] = lr * scale
 
     def reset_networks(self) -> None:
         """A reset (`reset_every`): the agent's networks towards a newly initialized agent's, drawn from the run's
@@ -244,12 +237,8 @@ class Trainer:
         result = self.evaluator.evaluate(self.policy(), self.config.eval_episodes, self.env_steps)
         if not self.evaluator.finite():
             raise Diverged(f"training diverged: the evaluation return at step {self.env_steps:,} is {result[0]}.")
-        if self.best is None or result[0] > self.best["return_mean"]:
-            self.best = {"env_steps": self.env_steps, "return_mean": result[0],
-                         "actor": {k: v.detach().cpu().clone() for k, v in self.agent.actor.state_dict().items()}}
-            if self.normalizer is not None:
-                self.best["obs_normalizer"] = {k: v.cpu().clone() for k, v in self.normalizer.state_dict().items()}
-            self.save_best()
+        normalizer = self.normalizer.state_dict() if self.normalizer is not None else None
+        _or_warn(lambda: self.best.consider(self.env_steps, result[0], self.agent.actor.state_dict(), normalizer))
         for callback in self.on_evaluation:
             callback(self.env_steps, *result)
         return result
@@ -278,66 +267,47 @@ class Trainer:
         for resource in self.resources:
             resource.close()
 
-    # ---- checkpoints: each part's state written by its owner ----------------------------------------
+    # ---- checkpoints: each part's state, written by the checkpointer --------------------------------
+
+    def save(self, or_warn: bool = False) -> Path | None:
+        """A checkpoint of the whole training state; `or_warn`: if it cannot be written, say so and go on
+        (a periodic one: the run keeps its earlier checkpoints), else stop the run with that sentence."""
+        def write() -> Path:
+            return self.checkpoints.save_run(self.env_steps, self.parts(), self.state_dict(),
+                                             self.speed.as_dict() if self.speed is not None else None)
+        return _or_warn(write) if or_warn else write()
+
+    def parts(self) -> dict:
+        """What keeps its own state in a checkpoint, beside the trainer's."""
+        return {"agent": self.agent, "collector": self.collector, "buffer": self.buffer, "normalizer": self.normalizer}
 
     def state_dict(self) -> dict:
         session = time.perf_counter() - self._session_start if self._session_start is not None else 0.0
         state = {"env_steps": self.env_steps, "torch_rng": torch.get_rng_state(),
                  "last_eval": list(self.evaluator.last) if self.evaluator.last else None,
-                 "best": self.best, "run_time": self.run_time + session,
+                 "best": self.best.state, "run_time": self.run_time + session,
                  "wandb_id": self.logger.run_id}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
 
-    def _policy_payload(self, env_steps: int, agent_state: dict, obs_normalizer: dict | None) -> dict:
-        payload = {"agent": self.config.agent.name, "env_id": self.config.env, "env_steps": env_steps,
-                   "config": to_dict(self.config), "spaces": self.space_signature, "agent_state": agent_state}
-        if obs_normalizer is not None:
-            payload["obs_normalizer"] = obs_normalizer
-        return payload
-
-    def save(self) -> Path:
-        normalizer = self.normalizer.state_dict() if self.normalizer is not None else None
-        payload = {**self._policy_payload(self.env_steps, self.agent.state_dict(), normalizer),
-                   "collector": self.collector.state_dict(), "trainer": self.state_dict()}
-        if self.config.save_buffer:
-            payload["buffer"] = self.buffer.state_dict()
-        if self.speed is not None:
-            payload["speed"] = self.speed.as_dict()
-        path = checkpoint.checkpoint_path(self.run_dir, self.env_steps)
-        checkpoint.save_checkpoint(payload, path)
-        checkpoint.prune_checkpoints(self.run_dir, KEEP_CHECKPOINTS)
-        return path
-
-    def save_best(self) -> Path:
-        """The policy of the best evaluation so far, beside the latest checkpoints (the actor, and the
-        observation normalization it saw): what `load_policy(RUN, which="best")` loads."""
-        best = self.best
-        payload = self._policy_payload(best["env_steps"], {"actor": best["actor"]}, best.get("obs_normalizer"))
-        payload["evaluation"] = {"return_mean": best["return_mean"], "env_steps": best["env_steps"]}
-        path = checkpoint.best_path(self.run_dir)
-        checkpoint.save_checkpoint(payload, path)
-        return path
-
     def load(self, payload: dict) -> None:
         """Continue from a checkpoint: agent, buffer, counters, RNG streams, and the episodes in flight."""
-        self.agent.load_state_dict(payload["agent_state"])
-        if self.normalizer is not None:
-            self.normalizer.load_state_dict(payload["obs_normalizer"])
-        state = payload["trainer"]
+        state = self.checkpoints.restore(payload, self.parts())
         self.env_steps, self.run_time = state["env_steps"], state["run_time"]
-        self.best = state["best"]
-        if self.best is not None:
-            self.save_best()
-        else:  # a best.pt from after this checkpoint belongs to the abandoned continuation
-            checkpoint.best_path(self.run_dir).unlink(missing_ok=True)
+        _or_warn(lambda: self.best.load_state_dict(state["best"]))
         self.evaluator.last = tuple(state["last_eval"]) if state["last_eval"] else None
         self.logger.forget_evaluations_after(self.env_steps)
-        if "buffer" in payload:
-            self.buffer.load_state_dict(payload["buffer"])
-        self.collector.load_state_dict(payload["collector"])
         # Last, so that nothing above draws from the restored streams.
         torch.set_rng_state(state["torch_rng"])
         if self.device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+
+
+def _or_warn(write: Callable[[], Path | None]) -> Path | None:
+    """A write the run can go on without (a periodic checkpoint, best.pt): if it fails, one line, and on."""
+    try:
+        return write()
+    except CheckpointNotWritten as e:
+        print(f"warning: {e} Training goes on.", file=sys.stderr, flush=True)
+        return None

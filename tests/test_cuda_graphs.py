@@ -93,9 +93,10 @@ def test_a_gpu_run_anneals_resets_checkpoints_and_resumes(tiny, graph, compile):
                   lr_final_fraction=0.5, reset_every=400, eval_episodes=2, num_envs=2)
     trainer = build_trainer(config)
     trainer.run()
-    lr = trainer.optimizers[0].param_groups[0]["lr"]
+    lr = trainer.learning_rates.optimizers[0].param_groups[0]["lr"]
     assert isinstance(lr, torch.Tensor) == graph  # a graph's is annealed in place
-    assert float(lr) == pytest.approx(0.5 * trainer.base_lrs[0][0], rel=1e-6)  # half the configured rate at the end
+    # half the configured rate at the end
+    assert float(lr) == pytest.approx(0.5 * trainer.learning_rates.base[0][0], rel=1e-6)
     assert torch.isfinite(torch.tensor(trainer.evaluator.last)).all()
     assert bool(getattr(getattr(trainer.agent, trainer.agent.step_methods[0]), "graphs", None)) == graph
     trainer.close()

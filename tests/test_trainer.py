@@ -125,3 +125,8 @@ def test_a_resumed_run_anneals_as_an_uninterrupted_one(tiny, tmp_path):
 def test_lr_final_fraction_must_lie_in_zero_one(tiny):
     with pytest.raises(ValueError, match=r"lr_final_fraction must lie in \(0, 1\]"):
         tiny(lr_final_fraction=0.0)
+
+
+def test_no_evaluation_episodes_means_no_evaluations(tiny):
+    summary = train(tiny(eval_every=100, eval_episodes=0))
+    assert summary.env_steps == 300 and summary.eval_return_mean is None and summary.best is None

@@ -1,5 +1,7 @@
 """Tiny environments built for the tests, registered by tests/conftest.py."""
 
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 
@@ -53,6 +55,35 @@ class Unbounded(Counter):
         self.action_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
 
 
+class Faulty(gym.Wrapper):
+    """Pendulum-v1 that misbehaves at its `at`-th step (counted over the env's life): it raises (`fault="raise"`),
+    or returns a NaN observation (`"nan_obs"`), an infinite one (`"inf_obs"`) or a NaN reward (`"nan_reward"`).
+    With `marker` (a file path) it misbehaves once: only while the file does not exist, and it writes it then, so a
+    resumed run, in any process, goes on."""
+
+    def __init__(self, fault: str = "raise", at: int = 150, marker: str = ""):
+        from gymnasium.envs.classic_control.pendulum import PendulumEnv
+        super().__init__(PendulumEnv())
+        self.fault, self.at, self.marker, self.steps = fault, at, marker, 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.steps += 1
+        if self.steps == self.at and not (self.marker and Path(self.marker).exists()):
+            if self.marker:
+                Path(self.marker).touch()
+            if self.fault == "raise":
+                raise RuntimeError("the simulator became unstable")
+            obs = obs.copy()
+            if self.fault == "nan_obs":
+                obs[1] = np.nan
+            elif self.fault == "inf_obs":
+                obs[0] = np.inf
+            else:
+                reward = float("nan")
+        return obs, reward, terminated, truncated, info
+
+
 def register() -> None:
     if "CounterTerminates-v0" in gym.registry:
         return
@@ -60,3 +91,7 @@ def register() -> None:
     gym.register("CounterTruncates-v0", entry_point=Counter, max_episode_steps=3)
     gym.register("Reach-v0", entry_point=Reach)
     gym.register("Unbounded-v0", entry_point=Unbounded)
+    gym.register("Faulty-v0", entry_point=Faulty, max_episode_steps=200)
+
+
+register()  # `--env toy_envs:Faulty-v0` imports this module, and finds the ids it registers
