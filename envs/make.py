@@ -11,7 +11,7 @@ import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 from gymnasium.wrappers import FlattenObservation, RescaleAction
 
-from pathwise.errors import EnvFault, UserError
+from pathwise.errors import EnvFault, NonFinite, UserError
 
 # DISABLED: step() always returns the true next observation, and the trainer resets ended sub-envs itself
 # (reset with a reset_mask), each episode from a seed it draws. No stored transition can span a reset, and an
@@ -52,11 +52,13 @@ def _check_spaces(env_id: str, env: gym.Env) -> None:
 
 class Checked(gym.Wrapper):
     """What the env does wrong becomes an EnvFault: an exception from its step or reset (a simulator crash, a bug in
-    a custom env), or a NaN or infinite observation or reward (a physics blow-up), caught before anything stores it."""
+    a custom env), or a NaN or infinite observation or reward (a physics blow-up), caught before anything stores it.
+    With `nonfinite="drop"` a step's non-finite observation or reward is set to zero instead, and the step's info
+    says what it was (`nonfinite`), for the one who steps it to drop the episode."""
 
-    def __init__(self, env: gym.Env, env_id: str):
+    def __init__(self, env: gym.Env, env_id: str, nonfinite: str = "stop"):
         super().__init__(env)
-        self.env_id = env_id
+        self.env_id, self.drop = env_id, nonfinite == "drop"
 
     def step(self, action):
         try:
@@ -65,10 +67,14 @@ class Checked(gym.Wrapper):
             raise self._fault("step", e) from e
         # The sum first (a fraction of a microsecond): it is finite exactly when every entry is, short of overflow.
         if not math.isfinite(obs.sum()) and not np.isfinite(obs).all():
-            raise EnvFault(f"environment '{self.env_id}' returned a non-finite observation ({_first_bad(obs)})")
-        if not math.isfinite(reward):
-            raise EnvFault(f"environment '{self.env_id}' returned a non-finite reward ({reward})")
-        return obs, reward, terminated, truncated, info
+            what, obs = f"observation ({_first_bad(obs)})", np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
+        elif not math.isfinite(reward):
+            what, reward = f"reward ({reward})", 0.0
+        else:
+            return obs, reward, terminated, truncated, info
+        if not self.drop:
+            raise NonFinite(f"environment '{self.env_id}' returned a non-finite {what}")
+        return obs, reward, terminated, truncated, {**info, "nonfinite": what}
 
     def reset(self, **kwargs):
         try:
@@ -76,8 +82,8 @@ class Checked(gym.Wrapper):
         except Exception as e:
             raise self._fault("reset", e) from e
         if not np.isfinite(obs).all():
-            raise EnvFault(f"environment '{self.env_id}' returned a non-finite observation ({_first_bad(obs)}) "
-                           "at a reset")
+            raise NonFinite(f"environment '{self.env_id}' returned a non-finite observation ({_first_bad(obs)}) "
+                            "at a reset")
         return obs, info
 
     def _fault(self, what: str, e: Exception) -> EnvFault:
@@ -92,13 +98,13 @@ def _first_bad(obs) -> str:
 
 
 def make_env(env_id: str, render_mode: str | None = None, rescale_actions: bool = True,
-             env_kwargs: dict | None = None) -> gym.Env:
+             env_kwargs: dict | None = None, nonfinite: str = "stop") -> gym.Env:
     """One environment, `gymnasium.make(env_id, **env_kwargs)`, with flat observations whose action space is
     Box(-1, 1), or its own bounds with `rescale_actions=False` (for policies that already act in them). Its faults
-    are `Checked`."""
+    are `Checked` (`nonfinite`: what a NaN or infinite observation or reward does, "stop" or "drop")."""
     env = _gym_make(env_id, env_kwargs or {}, **({"render_mode": render_mode} if render_mode else {}))
     _check_spaces(env_id, env)
-    env = Checked(env, env_id)
+    env = Checked(env, env_id, nonfinite)
     if len(env.observation_space.shape) != 1:
         env = FlattenObservation(env)
     if not rescale_actions:
@@ -107,26 +113,28 @@ def make_env(env_id: str, render_mode: str | None = None, rescale_actions: bool 
     return RescaleAction(env, np.full(shape, -1.0, np.float32), np.full(shape, 1.0, np.float32))
 
 
-def make_vector_env(env_id: str, num_envs: int, mode: str = "sync", env_kwargs: dict | None = None) -> VectorEnv:
+def make_vector_env(env_id: str, num_envs: int, mode: str = "sync", env_kwargs: dict | None = None,
+                    nonfinite: str = "stop") -> VectorEnv:
     """`num_envs` copies of the env, stepped together: in this process (sync) or one subprocess each (async)."""
     if mode == "async":
         # A worker's env fault comes back to this process as the EnvFault it was, which says it in one sentence;
         # gymnasium would print the worker's traceback before it.
         warnings.filterwarnings("ignore", message=r".*ERROR: (Received the following error|Traceback|Raising the "
                                 "last exception)", category=UserWarning, module="gymnasium.vector.async_vector_env")
-        worker = functools.partial(_worker_env, env_id, env_kwargs)
+        worker = functools.partial(_worker_env, env_id, env_kwargs, nonfinite)
         return AsyncVectorEnv([worker] * num_envs, autoreset_mode=AUTORESET_MODE)
-    return SyncVectorEnv([lambda: make_env(env_id, env_kwargs=env_kwargs)] * num_envs, autoreset_mode=AUTORESET_MODE)
+    return SyncVectorEnv([lambda: make_env(env_id, env_kwargs=env_kwargs, nonfinite=nonfinite)] * num_envs,
+                         autoreset_mode=AUTORESET_MODE)
 
 
-def _worker_env(env_id: str, env_kwargs: dict | None) -> gym.Env:
+def _worker_env(env_id: str, env_kwargs: dict | None, nonfinite: str) -> gym.Env:
     """The env of an async worker process, which leaves the stop signals to the trainer: a SIGTERM or SIGHUP
     sent to the whole job (Slurm, a process group) would otherwise kill the worker in the middle of a step,
     before the trainer saves. Gymnasium's workers already ignore SIGINT. A worker still ends when the trainer
     closes it, or dies: its pipe closes."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    return make_env(env_id, env_kwargs=env_kwargs)
+    return make_env(env_id, env_kwargs=env_kwargs, nonfinite=nonfinite)
 
 
 def space_signature(env: gym.Env) -> dict:

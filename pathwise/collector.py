@@ -27,26 +27,32 @@ class Collector:
         if self.obs is None:
             self.start_episodes(np.ones(self.num_envs, dtype=bool))
 
-    def step(self, action: np.ndarray) -> tuple[tuple, list[tuple[float, int]]]:
+    def step(self, action: np.ndarray) -> tuple[tuple, list[tuple[float, int]], list[tuple[int, int, str]]]:
         """Step every sub-env with `action` (N, A): the transitions (obs, action, reward, next_obs, terminated,
-        ended), each with leading dimension N (ended: the episode ended, by termination or time limit), and
-        (return, length) of each episode that ended. Ended sub-envs are reset at once, so `obs` is always the
-        observation the next action answers."""
-        next_obs, reward, terminated, truncated, _ = self.envs.step(action)
+        ended), each with leading dimension N (ended: the episode ended, by termination or time limit); (return,
+        length) of each episode that ended; and (sub-env, transitions, what) of each episode dropped because the
+        env returned a non-finite number (`--on-nonfinite drop`: its transition here, zeroed, ends it and is one
+        of them). Ended and dropped sub-envs are reset at once, so `obs` is always the observation the next action
+        answers."""
+        next_obs, reward, terminated, truncated, info = self.envs.step(action)
         # Autoreset is off: next_obs is the true next observation also where a time limit cut the episode,
         # so a truncated episode bootstraps from it and only `terminated` stops bootstrapping.
-        done = terminated | truncated
+        bad = info.get("_nonfinite")
+        done = terminated | truncated if bad is None else terminated | truncated | bad
         transition = (self.obs, action, reward, next_obs, terminated, done)
         self.obs = next_obs
         self.ep_return += reward
         self.ep_length += 1
         for actions, a in zip(self.episode_actions, action):
             actions.append(a)
-        finished = []
+        finished, dropped, ended = [], [], done
+        if bad is not None:
+            dropped = [(int(i), int(self.ep_length[i]), str(info["nonfinite"][i])) for i in np.flatnonzero(bad)]
+            ended = done & ~bad
         if done.any():
-            finished = [(float(self.ep_return[i]), int(self.ep_length[i])) for i in np.flatnonzero(done)]
+            finished = [(float(self.ep_return[i]), int(self.ep_length[i])) for i in np.flatnonzero(ended)]
             self.start_episodes(done)
-        return transition, finished
+        return transition, finished, dropped
 
     def start_episodes(self, mask: np.ndarray) -> None:
         """Reset the sub-envs in `mask`, each from a new seed drawn from the run's generator."""

@@ -74,6 +74,9 @@ class Config:
     """Environments stepped together."""
     vector_mode: Literal["sync", "async"] = setting("sync", experiment=False)
     """sync steps the num-envs environments in this process; async gives each a subprocess (for costly envs)."""
+    on_nonfinite: Literal["stop", "drop"] = setting("stop", resumable=True)
+    """A NaN or infinite observation or reward from a training env: stop (the run saved at the step before), or
+    drop (the episode's transitions are never sampled, the env is reset, train/dropped_episodes counts them)."""
     normalize_obs: bool = False
     """Normalize observations by their running mean and variance (saved with the policy, applied on load)."""
     eval_every: int = setting(10_000, experiment=False)

@@ -9,3 +9,7 @@ class UserError(Exception):
 class EnvFault(UserError):
     """The environment failed under a run: it raised, or returned a NaN or infinite observation or reward. Its text
     names the env and what it did, without the step, which the one who stepped it adds."""
+
+
+class NonFinite(EnvFault):
+    """The environment returned a NaN or infinite observation or reward."""

@@ -33,6 +33,9 @@ class ReplayBuffer:
                              for c, name in zip(self._columns, FIELDS))
         self.obs, self.action, self.reward, self.next_obs, self.terminated, self.ended = self._stores
         self.pos, self.size = 0, 0
+        # Rows of dropped episodes (`drop`), never sampled until written again; kept only once there are any.
+        self.dropped: torch.Tensor | None = None  # (capacity,) bool
+        self.n_dropped = 0
         self.generator = torch.Generator(device=device).manual_seed(seed)
         if self.device.type == "cpu":  # NumPy views of the same memory: a step's transition is written without torch
             self._host_views = tuple(t.numpy() for t in self._stores)
@@ -45,7 +48,18 @@ class ReplayBuffer:
         self._offsets = steps * num_envs  # (n,): rows from a transition to its sub-env's next ones
 
     def __len__(self) -> int:
-        return self.size
+        """The transitions that may be sampled."""
+        return self.size - self.n_dropped
+
+    def drop(self, sub_env: int, transitions: int) -> None:
+        """Never sample the newest `transitions` rows of sub-env `sub_env` (an episode dropped: the env returned a
+        non-finite number), until they are written again."""
+        if self.dropped is None:
+            self.dropped = torch.zeros(self.capacity, dtype=torch.bool, device=self.device)
+        k = torch.arange(1, min(transitions, self.size // self.num_envs) + 1, device=self.device)
+        rows = (self.pos - k * self.num_envs + sub_env) % self.capacity
+        self.n_dropped += int((~self.dropped[rows]).sum())
+        self.dropped[rows] = True
 
     def add(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, next_obs: np.ndarray,
             terminated: np.ndarray, ended: np.ndarray | None = None) -> None:
@@ -68,6 +82,10 @@ class ReplayBuffer:
             else:  # wrapping around the end
                 self.storage[torch.as_tensor(rows, device=self.device)] = self._staging[:n].to(self.device)
             self._staged.record()
+        if self.n_dropped:  # rows written again are sampled again
+            written = torch.as_tensor(np.arange(self.pos, end) % self.capacity, device=self.device)
+            self.n_dropped -= int(self.dropped[written].sum())
+            self.dropped[written] = False
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
@@ -76,6 +94,8 @@ class ReplayBuffer:
         n = self.size
         # clone(): torch.save writes a view's whole storage, which would be the full capacity.
         state = {name: t[:n].clone() for name, t in zip(FIELDS, self._stores)}
+        if self.n_dropped:
+            state["dropped"] = self.dropped[:n].cpu().clone()
         return {**state, "pos": self.pos, "generator": self.generator.get_state(), "device_type": self.device.type}
 
     def load_state_dict(self, state: dict) -> None:
@@ -87,6 +107,11 @@ class ReplayBuffer:
             value = state.get(name, torch.ones(n)) if name == "ended" else state[name]
             getattr(self, name)[:n] = value.to(self.device)
         self.size, self.pos = n, state["pos"] % self.capacity
+        self.dropped, self.n_dropped = None, 0
+        if "dropped" in state:
+            self.dropped = torch.zeros(self.capacity, dtype=torch.bool, device=self.device)
+            self.dropped[:n] = state["dropped"].to(self.device)
+            self.n_dropped = int(state["dropped"].sum())
         if state["device_type"] == self.device.type:
             self.generator.set_state(state["generator"])
         else:  # a CPU generator's state does not fit a CUDA one: sampling goes on from a fresh, seeded stream
@@ -94,6 +119,12 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int) -> Batch:
         idx = torch.randint(0, self.size, (batch_size,), device=self.device, generator=self.generator)
+        if self.n_dropped:  # draw again where a dropped row was drawn (and only then: other runs draw as before)
+            redraw = self.dropped[idx]
+            while bool(redraw.any()):
+                idx[redraw] = torch.randint(0, self.size, (int(redraw.sum()),), device=self.device,
+                                            generator=self.generator)
+                redraw = self.dropped[idx]
         return self.gather(idx)
 
     def gather(self, idx: torch.Tensor) -> Batch:

@@ -87,7 +87,7 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
         eval_env = opened.enter_context(contextlib.closing(make_env(config.env, env_kwargs=config.env_kwargs)))
         if config.env_kwargs:
             try_env_kwargs(eval_env, config)
-        envs = make_vector_env(config.env, config.num_envs, config.vector_mode, config.env_kwargs)
+        envs = make_vector_env(config.env, config.num_envs, config.vector_mode, config.env_kwargs, config.on_nonfinite)
         opened.callback(envs.close)
         obs_dim = envs.single_observation_space.shape[0]
         act_dim = envs.single_action_space.shape[0]

@@ -15,7 +15,7 @@ from pathwise.agents.scaffold import optimizers, reset_
 from pathwise.checkpoint import Checkpointer, CheckpointNotWritten
 from pathwise.collector import Collector
 from pathwise.config import Config
-from pathwise.errors import EnvFault, UserError
+from pathwise.errors import EnvFault, NonFinite, UserError
 from pathwise.evaluation import BestPolicy, Evaluator
 from pathwise.logger import Logger
 from pathwise.metrics import IntervalMetrics
@@ -102,6 +102,7 @@ class Trainer:
         self.run_time = 0.0  # seconds of training in the run's earlier sessions
         self._session_start: float | None = None
         self.last_return = float("nan")
+        self.dropped_episodes = 0  # over the run (--on-nonfinite drop)
         self.metrics = IntervalMetrics()
         self.stop = StopRequest()
         # Called after each evaluation with (env_steps, return mean, return std): how a sweep hears of progress.
@@ -126,9 +127,9 @@ class Trainer:
                 raise Interrupted(self.run_dir, self.stop.signum or signal.SIGINT) from None
             except EnvFault as fault:  # nothing of the failed step was stored: save the step before
                 progress.close()
-                raise EnvStopped(f"{fault} at step {self.env_steps + self.config.num_envs:,}; the run was saved at "
-                                 f"step {self.env_steps:,} to {self.save()}. Continue with: python train.py "
-                                 f"--resume {self.run_dir}") from None
+                drop = " (add --on-nonfinite drop to drop such episodes)" if isinstance(fault, NonFinite) else ""
+                raise EnvStopped(f"{fault}; the run was saved at step {self.env_steps:,} to {self.save()}. Continue "
+                                 f"with: python train.py --resume {self.run_dir}{drop}") from None
         mean, std = self.evaluator.last or (None, None)
         session = time.perf_counter() - self._session_start
         best = None
@@ -185,14 +186,23 @@ class Trainer:
             self.reset_networks()
         if self.update_while_stepping and self._may_update(after):
             updating += self.update(after)
-        transition, finished = self.collector.step(action)
-        if self.normalizer is not None:
-            self.normalizer.update(torch.as_tensor(transition[3], dtype=torch.float32, device=self.device))
+        try:
+            transition, finished, dropped = self.collector.step(action)
+        except EnvFault as fault:
+            raise type(fault)(f"{fault} at step {after:,}") from fault
+        kept = np.delete(transition[3], [i for i, *_ in dropped], axis=0) if dropped else transition[3]
+        if self.normalizer is not None and len(kept):
+            self.normalizer.update(torch.as_tensor(kept, dtype=torch.float32, device=self.device))
         self.buffer.add(*transition)
         self.env_steps = after
         if finished:
             self.metrics.episodes += finished
             self.last_return = finished[-1][0]
+        for sub_env, transitions, what in dropped:
+            self.buffer.drop(sub_env, transitions)
+            self.dropped_episodes += 1
+            print(f"note: environment '{self.config.env}' returned a non-finite {what} at step {after:,}; its "
+                  f"episode ({transitions} transitions) was dropped.", file=sys.stderr, flush=True)
         if not self.update_while_stepping and self._may_update(after):
             updating += self.update(after)
         self.metrics.time_env += time.perf_counter() - t0 - updating
@@ -234,7 +244,10 @@ class Trainer:
         return act
 
     def evaluate(self) -> tuple[float, float]:
-        result = self.evaluator.evaluate(self.policy(), self.config.eval_episodes, self.env_steps)
+        try:
+            result = self.evaluator.evaluate(self.policy(), self.config.eval_episodes, self.env_steps)
+        except EnvFault as fault:
+            raise type(fault)(f"{fault} in the evaluation at step {self.env_steps:,}") from fault
         if not self.evaluator.finite():
             raise Diverged(f"training diverged: the evaluation return at step {self.env_steps:,} is {result[0]}.")
         normalizer = self.normalizer.state_dict() if self.normalizer is not None else None
@@ -246,6 +259,8 @@ class Trainer:
     def log(self, sps: float) -> None:
         metrics, bad = self.metrics.collect(self.agent.grad_norms() if self.metrics.updates else {})
         metrics.update({"time/sps": sps, "buffer/size": len(self.buffer), **self.agent.constants})
+        if self.config.on_nonfinite == "drop":
+            metrics["train/dropped_episodes"] = self.dropped_episodes
         self.logger.log(metrics, self.env_steps)
         for callback in self.on_log:
             callback()
@@ -286,6 +301,7 @@ class Trainer:
         state = {"env_steps": self.env_steps, "torch_rng": torch.get_rng_state(),
                  "last_eval": list(self.evaluator.last) if self.evaluator.last else None,
                  "best": self.best.state, "run_time": self.run_time + session,
+                 "dropped_episodes": self.dropped_episodes,
                  "wandb_id": self.logger.run_id}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
@@ -295,6 +311,7 @@ class Trainer:
         """Continue from a checkpoint: agent, buffer, counters, RNG streams, and the episodes in flight."""
         state = self.checkpoints.restore(payload, self.parts())
         self.env_steps, self.run_time = state["env_steps"], state["run_time"]
+        self.dropped_episodes = state.get("dropped_episodes", 0)
         _or_warn(lambda: self.best.load_state_dict(state["best"]))
         self.evaluator.last = tuple(state["last_eval"]) if state["last_eval"] else None
         self.logger.forget_evaluations_after(self.env_steps)

@@ -16,7 +16,7 @@ from conftest import ROOT
 
 from pathwise.checkpoint import load_checkpoint
 from pathwise.errors import UserError
-from pathwise.run import resume, train
+from pathwise.run import build_trainer, resume, train
 from pathwise.trainer import EnvStopped
 
 
@@ -78,10 +78,54 @@ def test_a_non_finite_observation_or_reward_never_reaches_the_buffer_or_the_weig
     assert resume(config.run_dir, {}).env_steps == 300
 
 
+def test_asked_to_drop_the_run_drops_that_episode_and_goes_on(tiny, tmp_path, capsys, monkeypatch):
+    config = tiny(env="Faulty-v0", env_kwargs={"fault": "nan_obs", "at": 150}, on_nonfinite="drop",
+                  normalize_obs=True, total_steps=400, log_every=400, eval_episodes=0)
+    trainer = build_trainer(config)
+    logged = []
+    monkeypatch.setattr(trainer.logger, "log", lambda metrics, step: logged.append(metrics))
+    summary = trainer.run()
+    trainer.close()
+    assert summary.env_steps == 400
+    assert ("note: environment 'Faulty-v0' returned a non-finite observation (nan at index 1) at step 150; its "
+            "episode (150 transitions) was dropped.") in capsys.readouterr().err
+    buffer = trainer.buffer
+    # The first episode's 150 rows, the zeroed one at its end included, are never drawn; the rest are.
+    assert buffer.n_dropped == 150 and len(buffer) == 250 and buffer.dropped[:150].all()
+    drawn = []
+    monkeypatch.setattr(buffer, "gather", lambda idx: drawn.append(idx.clone()))
+    for _ in range(50):
+        buffer.sample(256)
+    drawn = torch.cat(drawn)
+    assert drawn.min() >= 150 and len(drawn.unique()) == 250
+    assert torch.isfinite(buffer.obs[:400]).all() and all(torch.isfinite(v).all()
+                                                         for v in trainer.normalizer.state_dict().values())
+    assert logged[-1]["train/dropped_episodes"] == 1 and trainer.dropped_episodes == 1
+    saved = load_checkpoint(config.run_dir)
+    assert int(saved["buffer"]["dropped"].sum()) == 150 and saved["trainer"]["dropped_episodes"] == 1
+
+
+def test_the_rows_of_a_dropped_episode_are_sampled_again_once_written_again():
+    from pathwise.replay_buffer import ReplayBuffer
+
+    buffer = ReplayBuffer(8, 1, 1, torch.device("cpu"), num_envs=2)
+    for t in range(3):  # sub-env 0's rows 0, 2, 4; sub-env 1's 1, 3, 5
+        buffer.add(np.full((2, 1), t), np.zeros((2, 1)), np.zeros(2), np.zeros((2, 1)), np.zeros(2))
+    buffer.drop(1, 2)  # sub-env 1's newest two
+    assert buffer.dropped.nonzero().flatten().tolist() == [3, 5] and len(buffer) == 4
+    state = buffer.state_dict()
+    buffer.add(np.ones((2, 1)), np.zeros((2, 1)), np.zeros(2), np.zeros((2, 1)), np.zeros(2))  # rows 6, 7
+    buffer.add(np.ones((2, 1)), np.zeros((2, 1)), np.zeros(2), np.zeros((2, 1)), np.zeros(2))  # rows 0, 1
+    buffer.add(np.ones((2, 1)), np.zeros((2, 1)), np.zeros(2), np.zeros((2, 1)), np.zeros(2))  # rows 2, 3
+    assert buffer.dropped.nonzero().flatten().tolist() == [5] and len(buffer) == 7
+    buffer.load_state_dict(state)  # a checkpoint keeps which rows are dropped
+    assert buffer.dropped.nonzero().flatten().tolist() == [3, 5] and len(buffer) == 4
+
+
 def test_an_evaluation_env_that_raises_stops_the_run_saved(tiny, tmp_path):
     config = tiny(env="Faulty-v0", env_kwargs={"fault": "raise", "at": 201}, eval_every=200, total_steps=400)
-    with pytest.raises(EnvStopped, match=r"raised RuntimeError in step: the simulator became unstable at step "
-                                         r"\d+; the run was saved at step 200"):
+    with pytest.raises(EnvStopped, match=r"raised RuntimeError in step: the simulator became unstable in the "
+                                         r"evaluation at step 200; the run was saved at step 200"):
         train(config)  # the evaluation env's first episode runs 200 steps; its 201st is the next episode's first
     assert load_checkpoint(config.run_dir)["env_steps"] == 200
 
