@@ -66,12 +66,11 @@ class Checked(gym.Wrapper):
         except Exception as e:
             raise self._fault("step", e) from e
         # The sum first (a fraction of a microsecond): it is finite exactly when every entry is, short of overflow.
-        if not math.isfinite(obs.sum()) and not np.isfinite(obs).all():
-            what, obs = f"observation ({_first_bad(obs)})", np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
-        elif not math.isfinite(reward):
-            what, reward = f"reward ({reward})", 0.0
-        else:
+        bad_obs, bad_reward = not math.isfinite(obs.sum()) and not np.isfinite(obs).all(), not math.isfinite(reward)
+        if not (bad_obs or bad_reward):
             return obs, reward, terminated, truncated, info
+        what = f"observation ({_first_bad(obs)})" if bad_obs else f"reward ({reward})"
+        obs, reward = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0), 0.0 if bad_reward else reward
         if not self.drop:
             raise NonFinite(f"environment '{self.env_id}' returned a non-finite {what}")
         return obs, reward, terminated, truncated, {**info, "nonfinite": what}

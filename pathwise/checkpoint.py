@@ -20,6 +20,10 @@ TMP_SUFFIX = ".tmp"  # a checkpoint being written; renamed once whole
 KEEP_CHECKPOINTS = 2  # the training states kept: the newest, and the one before in case it is cut off
 
 
+class Unreadable(UserError):
+    """A file that is not a whole torch archive: cut off (by a crash, or a disk that filled) or corrupt."""
+
+
 class CheckpointNotWritten(UserError):
     """A checkpoint could not be written (a full disk, a quota, a file-size limit); the files before it are whole."""
 
@@ -35,7 +39,9 @@ def save_checkpoint(payload: dict, path: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:  # torch's zip writer reports a failed write as a RuntimeError
+    except (OSError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and not any(w in str(e) for w in ("PytorchStreamWriter", "inline_container")):
+            raise  # not a write that failed (torch's zip writer reports those as RuntimeErrors naming itself)
         tmp.unlink(missing_ok=True)
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
         raise CheckpointNotWritten(f"could not write {path} ({reason}: is the disk full, or a quota or file-size "
@@ -89,7 +95,7 @@ def load_checkpoint(path: str | Path, which: str = "last") -> dict:
     """The payload of the checkpoint at `path` (a file, or a run directory's last or best), on the CPU."""
     path = latest_checkpoint(path, which)
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one has lost its directory
-        raise UserError(f"{path} is not a readable checkpoint (truncated or corrupt: not a torch archive).")
+        raise Unreadable(f"{path} is not a readable checkpoint (truncated or corrupt: not a torch archive).")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -97,8 +103,10 @@ def load_checkpoint(path: str | Path, which: str = "last") -> dict:
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         what = f"it asks for {found.group(1)}" if found else "it holds objects other than tensors and plain data"
         raise UserError(f"{path} is not a safe checkpoint and was not loaded: {what}.") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise UserError(f"{path} is not a readable checkpoint (truncated, corrupt, or another kind of torch file: "
+    except OSError as e:
+        raise UserError(f"{path} could not be read ({e.strerror or type(e).__name__}).") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        raise Unreadable(f"{path} is not a readable checkpoint (truncated, corrupt, or another kind of torch file: "
                         f"{type(e).__name__}).") from None
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise UserError(f"{path} is not a pathwise checkpoint.")
@@ -185,7 +193,7 @@ def load_latest_whole(run_dir: Path) -> tuple[dict, list[str]]:
     for path in sorted((run_dir / CHECKPOINT_DIR).glob("step_*.pt"), reverse=True):
         try:
             return load_checkpoint(path), notes
-        except UserError as e:
+        except Unreadable as e:  # only a file cut off or corrupt: one of another version or unsafe stays put
             aside = path.with_name(path.name + ".unreadable")
             os.replace(path, aside)
             notes.append(f"{e} It was set aside as {aside.name}.")

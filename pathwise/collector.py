@@ -39,6 +39,9 @@ class Collector:
         # so a truncated episode bootstraps from it and only `terminated` stops bootstrapping.
         bad = info.get("_nonfinite")
         done = terminated | truncated if bad is None else terminated | truncated | bad
+        # The resets first, before anything here changes: if one fails (an EnvFault), the collector is as it was
+        # before the step, which is what the run then saves.
+        reset = self._reset(done) if done.any() else None
         transition = (self.obs, action, reward, next_obs, terminated, done)
         self.obs = next_obs
         self.ep_return += reward
@@ -49,17 +52,31 @@ class Collector:
         if bad is not None:
             dropped = [(int(i), int(self.ep_length[i]), str(info["nonfinite"][i])) for i in np.flatnonzero(bad)]
             ended = done & ~bad
-        if done.any():
+        if reset is not None:
             finished = [(float(self.ep_return[i]), int(self.ep_length[i])) for i in np.flatnonzero(ended)]
-            self.start_episodes(done)
+            self._begin(done, *reset)
         return transition, finished, dropped
 
     def start_episodes(self, mask: np.ndarray) -> None:
         """Reset the sub-envs in `mask`, each from a new seed drawn from the run's generator."""
+        self._begin(mask, *self._reset(mask))
+
+    def _reset(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Reset the sub-envs in `mask` from seeds drawn from the generator: (the seeds, the observations). Only
+        the generator moves, and it moves back if the reset fails."""
+        before = self.rng.bit_generator.state
         seeds = self.rng.integers(2**31 - 1, size=len(mask))
+        try:
+            reset_obs, _ = self.envs.reset(seed=[int(s) if m else None for s, m in zip(seeds, mask)],
+                                           options={"reset_mask": mask})
+        except BaseException:
+            self.rng.bit_generator.state = before
+            raise
+        return seeds, reset_obs
+
+    def _begin(self, mask: np.ndarray, seeds: np.ndarray, reset_obs: np.ndarray) -> None:
+        """The episodes the reset began: their seeds, first observations, and returns and actions from zero."""
         self.episode_seeds[mask] = seeds[mask]
-        reset_obs, _ = self.envs.reset(seed=[int(s) if m else None for s, m in zip(seeds, mask)],
-                                       options={"reset_mask": mask})
         self.obs = reset_obs if self.obs is None else np.where(mask[:, None], reset_obs, self.obs)
         self.ep_return[mask], self.ep_length[mask] = 0.0, 0
         for i in np.flatnonzero(mask):

@@ -56,7 +56,8 @@ class ReplayBuffer:
         non-finite number), until they are written again."""
         if self.dropped is None:
             self.dropped = torch.zeros(self.capacity, dtype=torch.bool, device=self.device)
-        k = torch.arange(1, min(transitions, self.size // self.num_envs) + 1, device=self.device)
+        # Sub-env i's row k steps back is still stored while k * num_envs - i <= size.
+        k = torch.arange(1, min(transitions, (self.size + sub_env) // self.num_envs) + 1, device=self.device)
         rows = (self.pos - k * self.num_envs + sub_env) % self.capacity
         self.n_dropped += int((~self.dropped[rows]).sum())
         self.dropped[rows] = True
@@ -120,6 +121,8 @@ class ReplayBuffer:
     def sample(self, batch_size: int) -> Batch:
         idx = torch.randint(0, self.size, (batch_size,), device=self.device, generator=self.generator)
         if self.n_dropped:  # draw again where a dropped row was drawn (and only then: other runs draw as before)
+            if len(self) == 0:
+                raise ValueError("every stored transition belongs to a dropped episode")
             redraw = self.dropped[idx]
             while bool(redraw.any()):
                 idx[redraw] = torch.randint(0, self.size, (int(redraw.sum()),), device=self.device,

@@ -68,11 +68,9 @@ def lock_run_dir(run_dir: Path) -> IO:
     return lock
 
 
-def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None = None, env_steps: int = 0,
-                  lock: IO | None = None) -> Trainer:
+def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None = None, env_steps: int = 0) -> Trainer:
     """Everything a run needs, made from its config: device, seeds, envs, run directory, agent, buffer, logger, and
-    what pays for speed on this machine. `env_steps`: what a resumed run has trained already; `lock`: the run
-    directory's lock, where the caller holds it already."""
+    what pays for speed on this machine. `env_steps`: what a resumed run has trained already."""
     device = resolve_device(config.device)
     if config.cuda_graph and device.type != "cuda":
         raise UserError(f"--cuda-graph needs a CUDA device, and this run's device is {device.type}; give "
@@ -98,7 +96,7 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
             raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or pick another "
                             "--run-dir.")
         run_dir.mkdir(parents=True, exist_ok=True)
-        lock = opened.enter_context(lock or lock_run_dir(run_dir))
+        lock = opened.enter_context(lock_run_dir(run_dir))
         threads = Threads(config.threads)
         configure_cpu(threads.count)
         plan = plan_speed(config, device, expected_updates(config, env_steps), config.total_steps - env_steps,
@@ -177,15 +175,13 @@ def resume_trainer(run_dir: str | Path, overrides: dict) -> Trainer:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"--resume takes a run directory, and {run_dir} is not one.")
-    with contextlib.ExitStack() as held:
-        lock = held.enter_context(lock_run_dir(run_dir))
+    with lock_run_dir(run_dir):  # released again before the envs' workers start (forked, they would hold it)
         payload, notes = checkpoint.load_latest_whole(run_dir)
-        for note in notes:
-            print(f"note: {note}", file=sys.stderr, flush=True)
-        config, payload = resume_config(run_dir, overrides, payload=payload)
-        trainer = build_trainer(config, resuming=True, wandb_id=payload["trainer"].get("wandb_id"),
-                                env_steps=payload["env_steps"], lock=lock)
-        held.pop_all()
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr, flush=True)
+    config, payload = resume_config(run_dir, overrides, payload=payload)
+    trainer = build_trainer(config, resuming=True, wandb_id=payload["trainer"].get("wandb_id"),
+                            env_steps=payload["env_steps"])
     trainer.load(payload)
     return trainer
 

@@ -125,11 +125,9 @@ class Trainer:
             except KeyboardInterrupt:  # the second signal
                 progress.close()
                 raise Interrupted(self.run_dir, self.stop.signum or signal.SIGINT) from None
-            except EnvFault as fault:  # nothing of the failed step was stored: save the step before
+            except EnvFault as fault:
                 progress.close()
-                drop = " (add --on-nonfinite drop to drop such episodes)" if isinstance(fault, NonFinite) else ""
-                raise EnvStopped(f"{fault}; the run was saved at step {self.env_steps:,} to {self.save()}. Continue "
-                                 f"with: python train.py --resume {self.run_dir}{drop}") from None
+                raise self._stopped_by(fault) from None
         mean, std = self.evaluator.last or (None, None)
         session = time.perf_counter() - self._session_start
         best = None
@@ -137,6 +135,23 @@ class Trainer:
             best = (self.best.state["env_steps"], self.best.state["return_mean"], self.checkpoints.best)
         return Summary(self.env_steps, self.env_steps - start_step, session, self.run_time + session, mean, std,
                        path, best)
+
+    def _stopped_by(self, fault: EnvFault) -> Exception:
+        """What ends a run whose env failed: nothing of the failed step was stored, so the step before is saved,
+        unless the actor's weights are no longer finite (its actions drove the env to NaN: a divergence, and the
+        earlier checkpoints are the ones to keep) or no step was made yet."""
+        if not all(torch.isfinite(p).all() for p in self.agent.actor.parameters()):
+            return Diverged(f"training diverged: the actor's weights became non-finite by step {self.env_steps:,}, "
+                            f"and the env then reported: {fault} (a smaller learning rate may help).")
+        if self.collector.obs is None:
+            return EnvStopped(f"{fault}, before the run's first step; nothing was trained or saved.")
+        path = self.save()
+        if self.env_steps >= self.config.total_steps:
+            return EnvStopped(f"{fault}; the run had trained all its steps and was saved to {path}.")
+        drop = " (or add --on-nonfinite drop to drop such episodes)" if isinstance(fault, NonFinite) and \
+            "evaluation" not in str(fault) else ""
+        return EnvStopped(f"{fault}; the run was saved at step {self.env_steps:,} to {path}. Continue with: python "
+                          f"train.py --resume {self.run_dir}{drop}")
 
     def _loop(self, progress: Progress) -> Path:
         """Train to total_steps, then the final evaluation and checkpoint; its path."""

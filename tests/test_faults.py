@@ -61,6 +61,32 @@ def test_an_env_that_raises_is_saved_at_the_step_before_in_one_sentence_and_resu
     assert steps(run_dir)[-1] == 300 and f"Trained to 300 env steps: {300 - saved} in this session" in resumed.stdout
 
 
+def test_an_env_that_cannot_reset_stops_in_one_sentence_before_or_after_its_first_step(tiny, tmp_path):
+    import toy_envs
+
+    trainer = build_trainer(tiny(env="Faulty-v0", env_kwargs={"fault": "reset", "at": 10**9}))
+    faulty = trainer.collector.envs.envs[0]
+    while not isinstance(faulty, toy_envs.Faulty):
+        faulty = faulty.env
+    faulty.at = 1  # the training env's first reset
+    with pytest.raises(EnvStopped, match=r"^environment 'Faulty-v0' raised RuntimeError in reset: the simulator "
+                                         r"could not start, before the run's first step; nothing was trained or "
+                                         r"saved\.$"):
+        trainer.run()
+    trainer.close()
+    assert steps(tmp_path / "run") == []
+    # The second reset ends the first episode (200 steps): the run is saved as it was before that step.
+    run_dir = tmp_path / "second"
+    second = script(*FAULTY, "--total-steps", 300, "--checkpoint-every", 100, "--run-dir", run_dir, "--env-kwargs",
+                    "fault=reset", "at=2", f"marker={tmp_path / 'fired'}")
+    assert second.returncode == 2 and "at step 200; the run was saved at step 199" in second.stderr, second.stderr
+    saved = load_checkpoint(run_dir)
+    assert saved["env_steps"] == 199 and len(saved["collector"]["episode_actions"][0]) == 199
+    resumed = script("--resume", run_dir)
+    assert resumed.returncode == 0 and "Trained to 300 env steps: 101 in this session" in resumed.stdout, \
+        resumed.stderr
+
+
 @pytest.mark.parametrize("fault, what", [("nan_obs", "non-finite observation (nan at index 1)"),
                                          ("inf_obs", "non-finite observation (inf at index 0)"),
                                          ("nan_reward", "non-finite reward (nan)")])
@@ -166,7 +192,8 @@ def test_resume_clears_what_a_crash_left_and_goes_on_from_the_last_whole_checkpo
     summary = resume(config.run_dir, {"total_steps": 400})
     notes = capsys.readouterr().err
     assert "note: Removed" in notes and "step_000000350.pt.tmp, a checkpoint whose writing was cut off" in notes
-    assert "step_000000300.pt is not a readable checkpoint" in notes and "set aside as step_000000300.pt.unreadable"
+    assert "step_000000300.pt is not a readable checkpoint" in notes
+    assert "set aside as step_000000300.pt.unreadable" in notes
     assert summary.env_steps == 400 and summary.session_steps == 200  # from the whole one at 200
     assert not list(folder.glob("*.tmp")) and (folder / "step_000000300.pt.unreadable").is_file()
     assert [p.name for p in sorted(folder.glob("step_*.pt"))] == ["step_000000300.pt", "step_000000400.pt"]
@@ -223,13 +250,13 @@ def test_a_run_killed_twenty_times_ends_as_the_run_never_stopped(tmp_path):
         out, err = process.communicate(timeout=300)
         assert "Traceback" not in err, err
         cleared += err.count("a checkpoint whose writing was cut off")
-        if process.returncode == 0:
+        if process.returncode == 0 or steps(run_dir)[-1] == 3000:  # done (a kill may land after the last save)
             break
         assert process.returncode in (-signal.SIGKILL, 128 + signal.SIGTERM), err
     took = time.perf_counter() - started
     print(f"survived {kills} interruptions ({during_write} during a checkpoint write, {cleared} cut-off files "
           f"cleared) in {took:.0f} s")
-    assert kills >= 20 and cleared >= 1
+    assert kills >= 20 and during_write >= 1
     final, reference = load_checkpoint(run_dir), load_checkpoint(tmp_path / "whole")
     assert final["env_steps"] == reference["env_steps"] == 3000
     for part in ("actor", "critic", "critic_target"):

@@ -57,19 +57,28 @@ class Unbounded(Counter):
 
 class Faulty(gym.Wrapper):
     """Pendulum-v1 that misbehaves at its `at`-th step (counted over the env's life): it raises (`fault="raise"`),
-    or returns a NaN observation (`"nan_obs"`), an infinite one (`"inf_obs"`) or a NaN reward (`"nan_reward"`).
+    or returns a NaN observation (`"nan_obs"`), an infinite one (`"inf_obs"`) or a NaN reward (`"nan_reward"`);
+    or (`"reset"`) raises at its `at`-th reset.
     With `marker` (a file path) it misbehaves once: only while the file does not exist, and it writes it then, so a
     resumed run, in any process, goes on."""
 
     def __init__(self, fault: str = "raise", at: int = 150, marker: str = ""):
         from gymnasium.envs.classic_control.pendulum import PendulumEnv
         super().__init__(PendulumEnv())
-        self.fault, self.at, self.marker, self.steps = fault, at, marker, 0
+        self.fault, self.at, self.marker, self.steps, self.resets = fault, at, marker, 0, 0
+
+    def reset(self, **kwargs):
+        self.resets += 1
+        if self.fault == "reset" and self.resets == self.at and not (self.marker and Path(self.marker).exists()):
+            if self.marker:
+                Path(self.marker).touch()
+            raise RuntimeError("the simulator could not start")
+        return self.env.reset(**kwargs)
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.steps += 1
-        if self.steps == self.at and not (self.marker and Path(self.marker).exists()):
+        if self.fault != "reset" and self.steps == self.at and not (self.marker and Path(self.marker).exists()):
             if self.marker:
                 Path(self.marker).touch()
             if self.fault == "raise":
