@@ -4,6 +4,7 @@ import dataclasses
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -150,8 +151,20 @@ class Trainer:
             return EnvStopped(f"{fault}; the run had trained all its steps and was saved to {path}.")
         drop = " (or add --on-nonfinite drop to drop such episodes)" if isinstance(fault, NonFinite) and \
             "evaluation" not in str(fault) else ""
-        return EnvStopped(f"{fault}; the run was saved at step {self.env_steps:,} to {path}. Continue with: python "
-                          f"train.py --resume {self.run_dir}{drop}")
+        kept = self._keep_traceback(fault)
+        return EnvStopped(f"{fault}; the run was saved at step {self.env_steps:,} to {path}{kept}. Continue with: "
+                          f"python train.py --resume {self.run_dir}{drop}")
+
+    def _keep_traceback(self, fault: EnvFault) -> str:
+        """The env's own traceback, where it raised in this process, written beside the run: where it is."""
+        cause = fault
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        if isinstance(cause, EnvFault):  # a NaN, or an error re-raised from an async worker: no traceback here
+            return ""
+        path = self.run_dir / "env_error.txt"
+        path.write_text("".join(traceback.format_exception(cause)))
+        return f" (the env's traceback: {path})"
 
     def _loop(self, progress: Progress) -> Path:
         """Train to total_steps, then the final evaluation and checkpoint; its path."""

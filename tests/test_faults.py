@@ -51,10 +51,13 @@ def test_an_env_that_raises_is_saved_at_the_step_before_in_one_sentence_and_resu
                     f"marker={marker}")
     assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr
     at, saved = 120 * envs, 119 * envs  # each sub-env's 120th step
+    kept = f" (the env's traceback: {run_dir}/env_error.txt)" if mode == "sync" else ""  # a worker's stays there
     assert failed.stderr.strip().splitlines()[-1] == (
         f"error: environment 'toy_envs:Faulty-v0' raised RuntimeError in step: the simulator became unstable at "
-        f"step {at}; the run was saved at step {saved} to {run_dir}/checkpoints/step_{saved:09d}.pt. Continue "
-        f"with: python train.py --resume {run_dir}")
+        f"step {at}; the run was saved at step {saved} to {run_dir}/checkpoints/step_{saved:09d}.pt{kept}. "
+        f"Continue with: python train.py --resume {run_dir}")
+    if mode == "sync":
+        assert 'raise RuntimeError("the simulator became unstable")' in (run_dir / "env_error.txt").read_text()
     assert steps(run_dir) == [saved // 100 * 100, saved]  # the periodic one before, and the one at the fault
     resumed = script("--resume", run_dir)
     assert resumed.returncode == 0, resumed.stderr
