@@ -128,7 +128,6 @@ class Checkpointer:
 
     def __init__(self, run_dir: Path, config: Config, spaces: dict, keep: int = KEEP_CHECKPOINTS):
         self.run_dir, self.config, self.spaces, self.keep = run_dir, config, spaces, keep
-        self.folder = run_dir / CHECKPOINT_DIR
 
     def policy_payload(self, env_steps: int, agent_state: dict, obs_normalizer: dict | None) -> dict:
         """What a policy needs to be loaded alone: the agent's section, the env, its spaces and the weights."""
@@ -178,7 +177,6 @@ class Checkpointer:
 
     def drop_best(self) -> None:
         self.best.unlink(missing_ok=True)
-
 
 
 def load_latest_whole(run_dir: Path) -> tuple[dict, list[str]]:
