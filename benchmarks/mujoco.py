@@ -101,6 +101,14 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             # 1,000-step episodes)
             "crossq-256-utd2-bf16-simbatemp-lr01-g995-hopper": [*PRESET_BF16, *SIMBA_TEMP["hopper"], *LR01,
                                                                 "--gamma", "0.995"],
+            # the named preset as it is (its learning rates fall over the run's --total-steps), and with constant
+            # learning rates: a 100k run whose 50k evaluation is a 50k run's too
+            "se": ["--config", "sample-efficient"],
+            "se-lr1": ["--config", "sample-efficient", "--lr-final-fraction", "1"],
+            # the same on Ant without the contact forces in its observation (27 numbers, as Ant-v4 by default and
+            # the published Ant-v4 results; Ant-v5 observes 105)
+            "se-lr1-v4obs": ["--config", "sample-efficient", "--lr-final-fraction", "1", "--env-kwargs",
+                             "include_cfrc_ext_in_observation=False"],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}
