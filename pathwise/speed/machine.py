@@ -146,10 +146,10 @@ class Threads:
     @property
     def reason(self) -> str:
         if self.asked:
-            return f"{self.count} threads (--threads)"
+            return f"{self.count} thread{'s' * (self.count != 1)} (--threads)"
         if not self.known:
-            return (f"{self.count} threads, one per CPU (this system does not say how busy they are: beside other "
-                    "busy processes, pass --threads with the CPUs left free)")
+            return (f"{self.count} thread{'s' * (self.count != 1)}, one per CPU (this system does not say how busy "
+                    "they are: beside other busy processes, pass --threads with the CPUs left free)")
         return f"{self.count} of {self.cpus} CPUs free"
 
     def adjust(self) -> None:
