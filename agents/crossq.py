@@ -15,6 +15,7 @@ from typing import ClassVar
 import torch
 
 from pathwise.agents.batch import Batch
+from pathwise.agents.categorical import Bins
 from pathwise.agents.hyperparams import ActorCriticConfig, MaxEntropyConfig, check, check_widths
 from pathwise.agents.networks import Actor, BatchRenorm, QEnsemble, hidden_linears, project_to_unit_rows_
 from pathwise.agents.sac import actor_loss, init_temperature, temperature_loss
@@ -49,6 +50,12 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
     """Keep each hidden unit's weights and bias at unit norm after every optimizer step (CrossQ + WN, Palenicek
     et al. 2025): the batch norm after it makes that free, and it keeps the effective learning rate from decaying
     as the weights grow, which high update ratios speed up. MLP networks only."""
+    value_bins: int = 0
+    """0: each critic outputs Q, fit by the squared TD error (the paper). 2 or more: a categorical critic, as XQC
+    and SimbaV2 use: each critic outputs logits over this many bins evenly spaced in symlog(Q), fit by cross-entropy
+    to the TD target encoded two-hot, and Q is the decoded value (agents/categorical.py); no reward scaling."""
+    value_limit: float = 10.0
+    """The bins' range in symlog space, [-value_limit, value_limit]: 10 holds returns up to 22,026 in size."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -63,6 +70,9 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
               f"renorm_warmup_steps must be zero or positive, got {self.renorm_warmup_steps}.")
         check(not self.weight_norm or self.network == "mlp",
               f"weight_norm needs the mlp network: the {self.network} network has no batch norm after every layer.")
+        check(self.value_bins == 0 or self.value_bins >= 2,
+              f"value_bins must be 0 (a scalar critic) or at least 2, got {self.value_bins}.")
+        check(self.value_limit > 0, f"value_limit must be positive, got {self.value_limit}.")
 
     def make_agent(self, obs_dim: int, act_dim: int, device: torch.device) -> "CrossQ":
         return CrossQ(obs_dim, act_dim, self, device)
@@ -76,20 +86,30 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
         return functools.partial(BatchRenorm, momentum=self.batch_norm_momentum,
                                  warmup_steps=self.renorm_warmup_steps)
 
+    def bins(self) -> Bins | None:
+        return Bins(self.value_bins, self.value_limit) if self.value_bins else None
 
-def critic_loss(batch: Batch, actor: Actor, critic: QEnsemble, alpha: torch.Tensor) -> tuple[torch.Tensor, dict]:
+
+def critic_loss(batch: Batch, actor: Actor, critic: QEnsemble, alpha: torch.Tensor,
+                bins: Bins | None = None) -> tuple[torch.Tensor, dict]:
     """The critics in training mode, on (s, a) and (s', a') joined into one batch of 2B; no target network. The
-    actor draws a' with its running statistics, as when acting."""
+    actor draws a' with its running statistics, as when acting. With `bins`, the critics output logits over them
+    and are fit by cross-entropy to the same target."""
     with torch.no_grad():
         next_action, next_log_prob = actor(batch.next_obs).rsample_and_log_prob()  # (B, A), (B,)
-    q_both = critic(torch.cat([batch.obs, batch.next_obs]), torch.cat([batch.action, next_action]),
-                    train=True)  # (E, 2B)
-    q, next_q = q_both.chunk(2, dim=1)  # (E, B) each
+    out = critic(torch.cat([batch.obs, batch.next_obs]), torch.cat([batch.action, next_action]),
+                 train=True)  # (E, 2B), or logits (E, 2B, bins)
+    q, next_q = out.chunk(2, dim=1)  # (E, B) each, or (E, B, bins)
     with torch.no_grad():
+        if bins is not None:
+            next_q = bins.value(next_q)
         # Only a true terminal state stops bootstrapping; a time-limit truncation is stored with terminated=0.
         next_v = next_q.min(dim=0).values - alpha * next_log_prob  # (B,)
         q_target = batch.reward + batch.discount * (1.0 - batch.terminated) * next_v  # (B,)
-    loss = 0.5 * (q - q_target).square().mean(dim=1).sum()
+    if bins is None:
+        loss = 0.5 * (q - q_target).square().mean(dim=1).sum()
+    else:
+        loss, q = bins.cross_entropy(q, q_target), bins.value(q.detach())
     return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
 
 
@@ -103,8 +123,9 @@ class CrossQ:
     def __init__(self, obs_dim: int, act_dim: int, config: CrossQConfig, device: torch.device):
         self.config, self.device = config, device
         self.actor = config.make_actor(obs_dim, act_dim).to(device)
+        self.bins = config.bins()
         self.critic = QEnsemble(obs_dim, act_dim, config.critic_hidden_sizes, config.num_critics,
-                                norm=config.norm(), network=config.network).to(device)
+                                norm=config.norm(), out_dim=config.value_bins or 1, network=config.network).to(device)
         # With weight normalization: the hidden layers projected once here, and after each of their steps.
         self.actor_linears = hidden_linears(self.actor) if config.weight_norm else []
         self.critic_linears = hidden_linears(self.critic) if config.weight_norm else []
@@ -133,10 +154,11 @@ class CrossQ:
         return dist.mode if deterministic else dist.sample()
 
     def _frozen_critic(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.critic(obs, action, frozen=True)
+        out = self.critic(obs, action, frozen=True)
+        return out if self.bins is None else self.bins.value(out)
 
     def critic_losses(self, batch: Batch, alpha: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        return critic_loss(batch, self.actor, self.critic, alpha)
+        return critic_loss(batch, self.actor, self.critic, alpha, self.bins)
 
     def actor_losses(self, obs: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """The actor loss, the actor normalizing by its batch's statistics (and moving its running ones) and the

@@ -23,7 +23,9 @@ from pathwise.speed.optim import FastAdam
 OBS, ACT, B = 3, 2, 64
 CONFIGS = {"sac": SACConfig(hidden_sizes=(32, 32)), "td3": TD3Config(hidden_sizes=(32, 32)),
            "crossq": CrossQConfig(actor_hidden_sizes=(32, 32), critic_hidden_sizes=(32, 32), policy_delay=2),
-           "tqc": TQCConfig(hidden_sizes=(32, 32), num_quantiles=5)}
+           "tqc": TQCConfig(hidden_sizes=(32, 32), num_quantiles=5),
+           "crossq-categorical": CrossQConfig(actor_hidden_sizes=(32, 32), critic_hidden_sizes=(32, 32),
+                                              value_bins=11)}
 
 
 def make_batch(seed: int) -> Batch:

@@ -1,0 +1,90 @@
+"""The categorical value (agents/categorical.py) and CrossQ's categorical critics: the two-hot encoding, its
+decoding, the cross-entropy, and a critic that fits its targets and trains, saves and resumes through the trainer."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pathwise.agents.batch import Batch
+from pathwise.agents.categorical import Bins, symexp, symlog
+from pathwise.agents.crossq import CrossQ, CrossQConfig
+
+BINS = Bins(21, 10.0)
+
+
+def test_symexp_inverts_symlog():
+    x = torch.tensor([-5000.0, -3.5, -1e-3, 0.0, 2e-4, 1.0, 42.0, 20000.0], dtype=torch.float64)
+    torch.testing.assert_close(symexp(symlog(x)), x)
+    assert symlog(torch.tensor(math.e - 1)).item() == pytest.approx(1.0)
+
+
+def test_two_hot_puts_its_weight_on_the_two_bins_around_the_target_with_the_target_as_its_mean():
+    target = torch.tensor([-900.0, -1.0, 0.0, 0.3, 7.0, 150.0, 20000.0], dtype=torch.float64)
+    probs = BINS.two_hot(target)
+    assert probs.shape == (7, 21)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(7, dtype=torch.float64))
+    assert ((probs > 0).sum(-1) <= 2).all() and (probs >= 0).all()
+    nonzero = [torch.nonzero(row).flatten().tolist() for row in probs]
+    assert all(len(i) == 1 or i[1] == i[0] + 1 for i in nonzero)  # neighbours
+    torch.testing.assert_close((probs * BINS.centers(target)).sum(-1), symlog(target))
+    assert probs[2, 10] == 1.0  # 0 falls on the middle bin
+
+
+def test_targets_beyond_the_support_go_to_its_end_bins():
+    probs = BINS.two_hot(torch.tensor([-1e6, 1e6]))
+    assert probs[0, 0] == 1.0 and probs[1, -1] == 1.0
+
+
+def test_a_value_decodes_what_was_encoded():
+    target = torch.tensor([-321.0, -0.5, 0.0, 12.25, 4000.0], dtype=torch.float64)
+    torch.testing.assert_close(BINS.value(BINS.two_hot(target).log()), target)
+
+
+def test_the_loss_is_the_cross_entropy_to_the_two_hot_target_summed_over_members():
+    torch.manual_seed(0)
+    logits, target = torch.randn(3, 16, 21), torch.randn(16) * 50
+    want = sum(F.cross_entropy(logits[e], BINS.two_hot(target)) for e in range(3))
+    torch.testing.assert_close(BINS.cross_entropy(logits, target), want)
+
+
+def test_a_categorical_critic_fits_its_targets():
+    torch.manual_seed(0)
+    config = CrossQConfig(actor_hidden_sizes=(32, 32), critic_hidden_sizes=(64, 64), value_bins=51, policy_delay=100,
+                          critic_lr=3e-3)
+    agent = CrossQ(3, 2, config, torch.device("cpu"))
+    g = torch.Generator().manual_seed(1)
+    obs, action = torch.randn(128, 3, generator=g), torch.rand(128, 2, generator=g) * 2 - 1
+    reward = 100 * obs[:, 0] + 20 * action[:, 1]  # terminal steps: the target is the reward alone
+    batch = Batch(obs, action, reward, torch.randn(128, 3, generator=g), torch.ones(128), torch.full((128,), 0.99))
+    assert agent.critic(obs, action).shape == (2, 128, 51)
+    first = agent.update(batch)["critic_loss"]
+    for _ in range(600):  # long enough for the running statistics to settle
+        info = agent.update(batch)
+    assert info["critic_loss"] < 0.5 * first
+    q = agent._frozen_critic(obs, action)  # (E, B) decoded values, with the running statistics
+    assert q.shape == (2, 128)
+    assert (q - reward).abs().mean() < 0.05 * reward.abs().mean()
+
+
+@pytest.mark.parametrize("bins, message", [(1, "value_bins must be 0"), (-3, "value_bins must be 0")])
+def test_bad_bin_counts_are_refused(bins, message):
+    with pytest.raises(ValueError, match=message):
+        CrossQConfig(value_bins=bins)
+
+
+def test_a_categorical_crossq_run_trains_saves_and_resumes_exactly(tiny, tmp_path):
+    from pathwise.checkpoint import load_checkpoint
+    from pathwise.run import resume, train
+
+    common = dict(agent=CrossQConfig(actor_hidden_sizes=(32, 32), critic_hidden_sizes=(32, 32), value_bins=11),
+                  total_steps=300, eval_episodes=1)
+    straight = train(tiny(run_dir=str(tmp_path / "straight"), **common))
+    train(tiny(run_dir=str(tmp_path / "split"), **{**common, "total_steps": 200}))
+    resumed = resume(tmp_path / "split", {"total_steps": 300})
+    a, b = (load_checkpoint(s.checkpoint)["agent_state"] for s in (straight, resumed))
+    assert a["critic"]["layers.2.weight"].shape == (2, 32, 11)
+    for part in ("actor", "critic"):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+    assert resumed.eval_return_mean == straight.eval_return_mean
