@@ -109,6 +109,10 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             # the published Ant-v4 results; Ant-v5 observes 105)
             "se-lr1-v4obs": ["--config", "sample-efficient", "--lr-final-fraction", "1", "--env-kwargs",
                              "include_cfrc_ext_in_observation=False"],
+            # with categorical critics (101 bins over [-10, 10] in symlog space, as TD-MPC2)
+            "se-lr1-cat": ["--config", "sample-efficient", "--lr-final-fraction", "1", "--value-bins", "101"],
+            "se-lr1-v4obs-cat": ["--config", "sample-efficient", "--lr-final-fraction", "1", "--value-bins", "101",
+                                 "--env-kwargs", "include_cfrc_ext_in_observation=False"],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}
