@@ -113,6 +113,12 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             "se-lr1-cat": ["--config", "sample-efficient", "--lr-final-fraction", "1", "--value-bins", "101"],
             "se-lr1-v4obs-cat": ["--config", "sample-efficient", "--lr-final-fraction", "1", "--value-bins", "101",
                                  "--env-kwargs", "include_cfrc_ext_in_observation=False"],
+            # with SAC's temperature settings instead of SimBa's (initial alpha 1, target entropy -|A|)
+            "se-lr1-sactemp": ["--config", "sample-efficient", "--lr-final-fraction", "1", "--init-alpha", "1",
+                               "--target-entropy-per-dim", "-1"],
+            "se-lr1-v4obs-sactemp": ["--config", "sample-efficient", "--lr-final-fraction", "1", "--init-alpha", "1",
+                                     "--target-entropy-per-dim", "-1", "--env-kwargs",
+                                     "include_cfrc_ext_in_observation=False"],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}
