@@ -20,6 +20,7 @@ and sb3-tqc-5k, and SBX in its own virtual environment for sbx-crossq-256 (bench
 
 import argparse
 import csv
+import os
 import shutil
 import statistics
 import subprocess
@@ -124,7 +125,7 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}
 # Other packages' agents, run with the same evaluation: Stable-Baselines3 SAC, sb3-contrib's TQC, and SBX's CrossQ
 # (in its own virtual environment: --sbx-python).
-PEERS = ("sb3-sac", "sb3-tqc-5k", "sbx-crossq-256")
+PEERS = ("sb3-sac", "sb3-tqc-5k", "sbx-crossq-256", "sbx-se-lr1")
 
 PEER_WORKER = """
 import csv, os, sys, numpy as np, torch, gymnasium as gym
@@ -155,10 +156,18 @@ if peer == "sb3-sac":  # rl-baselines3-zoo hyperparams/sac.yml for MuJoCo: 10k r
 elif peer == "sb3-tqc-5k":  # sb3-contrib's TQC at its defaults (2 x 25 quantiles, 2 dropped each) as our tqc-5k
     from sb3_contrib import TQC
     model = TQC("MlpPolicy", gym.make(env_id), learning_starts=5_000, seed=seed, device="cpu")
-else:  # sbx-crossq-256: SBX's CrossQ as our crossq-256 runs (zoo's 5k random steps, 256-wide critics)
+elif peer == "sbx-crossq-256":  # SBX's CrossQ as our crossq-256 runs (zoo's 5k random steps, 256-wide critics)
     from sbx import CrossQ
     model = CrossQ("MlpPolicy", gym.make(env_id), learning_starts=5_000, seed=seed,
                    policy_kwargs=dict(net_arch=dict(pi=[256, 256], qf=[256, 256])))
+else:  # sbx-se-lr1: SBX's CrossQ at our se-lr1's settings: 512-wide critics, 2 updates per env step, an actor step
+    # at each, initial alpha 0.01, target entropy -|A|/2, constant learning rates of 1e-3 (SBX's CrossQ has Adam's
+    # beta1 0.5 and batch renormalization as ours; its temperature loss is in log alpha, its log-std clipped)
+    from sbx import CrossQ
+    env = gym.make(env_id)
+    model = CrossQ("MlpPolicy", env, learning_starts=5_000, seed=seed, gradient_steps=2, policy_delay=1,
+                   ent_coef="auto_0.01", target_entropy=-0.5 * env.action_space.shape[0],
+                   policy_kwargs=dict(net_arch=dict(pi=[256, 256], qf=[512, 512])))
 model.learn(steps, callback=Evaluate())
 evaluate(model, steps)
 with open(out, "w", newline="") as f:
@@ -201,7 +210,10 @@ def run(env_id: str, agent: str, seed: int, args) -> str:
                "--log-every", "5000"]
     start = time.perf_counter()
     with open(path / "log.txt", "w") as log:
-        result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=path)
+        # JAX's CPU threads held to --threads, as torch's are, so that runs side by side do not oversubscribe
+        xla = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"} \
+            if agent.startswith("sbx") and args.threads == 1 else {}
+        result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=path, env={**os.environ, **xla})
     if result.returncode != 0:
         return f"{env_id} {agent} s{seed}: FAILED (see {path / 'log.txt'})"
     if agent not in PEERS:
