@@ -46,6 +46,12 @@ SIMBA_TEMP = {"hopper": ["--init-alpha", "0.01", "--target-entropy", "-1.5"],
               "halfcheetah": ["--init-alpha", "0.01", "--target-entropy", "-3"]}
 LR01 = ["--lr-final-fraction", "0.1"]
 PD1 = ["--policy-delay", "1"]  # an actor (and temperature) step at every critic step; CrossQ's default is 3
+# the named preset, and its changes screened for one recipe at 50k and 100k
+SE = ["--config", "sample-efficient"]
+SE_LR1 = [*SE, "--lr-final-fraction", "1"]
+V4OBS = ["--env-kwargs", "include_cfrc_ext_in_observation=False"]
+CAT = ["--value-bins", "101"]
+SAC_TEMP = ["--init-alpha", "1", "--target-entropy-per-dim", "-1"]
 VARIANTS = {"crossq-256": CROSSQ_256,
             # SBX's log-std (a clip of the head's output to [-20, 2]) and temperature loss (in log alpha)
             "crossq-256-sbx": [*CROSSQ_256, "--log-std-bound", "clip", "--log-std-min", "-20", "--temperature-loss",
@@ -104,22 +110,17 @@ VARIANTS = {"crossq-256": CROSSQ_256,
                                                                 "--gamma", "0.995"],
             # the named preset as it is (its learning rates fall over the run's --total-steps), and with constant
             # learning rates: a 100k run whose 50k evaluation is a 50k run's too
-            "se": ["--config", "sample-efficient"],
-            "se-lr1": ["--config", "sample-efficient", "--lr-final-fraction", "1"],
+            "se": SE,
+            "se-lr1": SE_LR1,
             # the same on Ant without the contact forces in its observation (27 numbers, as Ant-v4 by default and
             # the published Ant-v4 results; Ant-v5 observes 105)
-            "se-lr1-v4obs": ["--config", "sample-efficient", "--lr-final-fraction", "1", "--env-kwargs",
-                             "include_cfrc_ext_in_observation=False"],
+            "se-lr1-v4obs": [*SE_LR1, *V4OBS],
             # with categorical critics (101 bins over [-10, 10] in symlog space, as TD-MPC2)
-            "se-lr1-cat": ["--config", "sample-efficient", "--lr-final-fraction", "1", "--value-bins", "101"],
-            "se-lr1-v4obs-cat": ["--config", "sample-efficient", "--lr-final-fraction", "1", "--value-bins", "101",
-                                 "--env-kwargs", "include_cfrc_ext_in_observation=False"],
+            "se-lr1-cat": [*SE_LR1, *CAT],
+            "se-lr1-v4obs-cat": [*SE_LR1, *CAT, *V4OBS],
             # with SAC's temperature settings instead of SimBa's (initial alpha 1, target entropy -|A|)
-            "se-lr1-sactemp": ["--config", "sample-efficient", "--lr-final-fraction", "1", "--init-alpha", "1",
-                               "--target-entropy-per-dim", "-1"],
-            "se-lr1-v4obs-sactemp": ["--config", "sample-efficient", "--lr-final-fraction", "1", "--init-alpha", "1",
-                                     "--target-entropy-per-dim", "-1", "--env-kwargs",
-                                     "include_cfrc_ext_in_observation=False"],
+            "se-lr1-sactemp": [*SE_LR1, *SAC_TEMP],
+            "se-lr1-v4obs-sactemp": [*SE_LR1, *SAC_TEMP, *V4OBS],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}
@@ -210,7 +211,7 @@ def run(env_id: str, agent: str, seed: int, args) -> str:
                "--log-every", "5000"]
     start = time.perf_counter()
     with open(path / "log.txt", "w") as log:
-        # JAX's CPU threads held to --threads, as torch's are, so that runs side by side do not oversubscribe
+        # JAX on one thread where torch is (--threads 1), so that runs side by side do not oversubscribe
         xla = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"} \
             if agent.startswith("sbx") and args.threads == 1 else {}
         result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=path, env={**os.environ, **xla})

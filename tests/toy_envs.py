@@ -67,20 +67,24 @@ class Faulty(gym.Wrapper):
         super().__init__(PendulumEnv())
         self.fault, self.at, self.marker, self.steps, self.resets = fault, at, marker, 0, 0
 
+    def _fires(self, count: int) -> bool:
+        """Whether this is the `at`-th step or reset, the fault not yet fired where a marker is kept (then kept)."""
+        if count != self.at or (self.marker and Path(self.marker).exists()):
+            return False
+        if self.marker:
+            Path(self.marker).touch()
+        return True
+
     def reset(self, **kwargs):
         self.resets += 1
-        if self.fault == "reset" and self.resets == self.at and not (self.marker and Path(self.marker).exists()):
-            if self.marker:
-                Path(self.marker).touch()
+        if self.fault == "reset" and self._fires(self.resets):
             raise RuntimeError("the simulator could not start")
         return self.env.reset(**kwargs)
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.steps += 1
-        if self.fault != "reset" and self.steps == self.at and not (self.marker and Path(self.marker).exists()):
-            if self.marker:
-                Path(self.marker).touch()
+        if self.fault != "reset" and self._fires(self.steps):
             if self.fault == "raise":
                 raise RuntimeError("the simulator became unstable")
             obs = obs.copy()
