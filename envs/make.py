@@ -2,6 +2,7 @@
 
 import difflib
 import functools
+import importlib
 import math
 import signal
 import warnings
@@ -19,7 +20,26 @@ from pathwise.errors import EnvFault, NonFinite, UserError
 AUTORESET_MODE = AutoresetMode.DISABLED
 
 
+# Env families that register themselves on import: the id's prefix, the module, and the extra that installs it.
+PLUGINS = (("Fetch", "gymnasium_robotics", "robotics"), ("HandManipulate", "gymnasium_robotics", "robotics"),
+           ("HandReach", "gymnasium_robotics", "robotics"), ("dm_control/", "shimmy", "dmc"))
+
+
+def _register_plugin(env_id: str) -> None:
+    """Import the package that registers `env_id`'s family, or say in one sentence how to install it."""
+    for prefix, module, extra in PLUGINS:
+        if env_id.startswith(prefix):
+            try:
+                importlib.import_module(module)
+            except ImportError as e:
+                raise UserError(f"environment '{env_id}' comes with {module}, which is not installed ({e}); pip "
+                                f"install \"pathwise-rl[{extra}]\" (or -e \".[{extra}]\" in a checkout).") from None
+            return
+
+
 def _gym_make(env_id: str, env_kwargs: dict, **kwargs) -> gym.Env:
+    if ":" not in env_id and env_id not in gym.registry:
+        _register_plugin(env_id)
     if ":" not in env_id and env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see gymnasium.pprint_registry() for the ids."
@@ -45,9 +65,11 @@ def _check_spaces(env_id: str, env: gym.Env) -> None:
     if not (np.all(np.isfinite(act.low)) and np.all(np.isfinite(act.high))):
         raise UserError(f"environment '{env_id}' has an unbounded action space; the agent acts in [-1, 1] and "
                         "needs finite bounds to rescale its actions to.")
-    if not isinstance(env.observation_space, gym.spaces.Box):
-        raise UserError(f"environment '{env_id}' has a {type(env.observation_space).__name__} observation space; "
-                        "only Box observations are supported.")
+    obs = env.observation_space
+    parts = obs.spaces.values() if isinstance(obs, gym.spaces.Dict) else (obs,)
+    if not all(isinstance(part, gym.spaces.Box) for part in parts):
+        raise UserError(f"environment '{env_id}' has the observation space {obs}; pathwise agents read a Box, or a "
+                        "Dict of Boxes (flattened in its key order).")
 
 
 class Checked(gym.Wrapper):
@@ -103,9 +125,9 @@ def make_env(env_id: str, render_mode: str | None = None, rescale_actions: bool 
     are `Checked` (`nonfinite`: what a NaN or infinite observation or reward does, "stop" or "drop")."""
     env = _gym_make(env_id, env_kwargs or {}, **({"render_mode": render_mode} if render_mode else {}))
     _check_spaces(env_id, env)
+    if isinstance(env.observation_space, gym.spaces.Dict) or len(env.observation_space.shape) != 1:
+        env = FlattenObservation(env)  # a Dict's keys end to end, in the order obs_keys() gives
     env = Checked(env, env_id, nonfinite)
-    if len(env.observation_space.shape) != 1:
-        env = FlattenObservation(env)
     if not rescale_actions:
         return env
     shape = env.action_space.shape
@@ -136,9 +158,29 @@ def _worker_env(env_id: str, env_kwargs: dict | None, nonfinite: str) -> gym.Env
     return make_env(env_id, env_kwargs=env_kwargs, nonfinite=nonfinite)
 
 
+def obs_keys(env: gym.Env) -> list[tuple[str, int]] | None:
+    """For an env with Dict observations, each key and its size, in the order a made env's flat observation
+    holds them (the Dict space's own order); None for a Box."""
+    space = env.unwrapped.observation_space
+    if not isinstance(space, gym.spaces.Dict):
+        return None
+    return [(key, int(gym.spaces.flatdim(part))) for key, part in space.spaces.items()]
+
+
+def obs_columns(keys: list[tuple[str, int]]) -> dict[str, slice]:
+    """Where each key lies in the flat observation."""
+    starts = np.cumsum([0] + [size for _, size in keys])
+    return {key: slice(int(a), int(b)) for (key, _), a, b in zip(keys, starts, starts[1:])}
+
+
 def space_signature(env: gym.Env) -> dict:
-    """A made env's spaces as plain data: what a checkpoint records to recognise a compatible env later."""
+    """A made env's spaces as plain data: what a checkpoint records to recognise a compatible env later (with Dict
+    observations, their keys and sizes in the flat order)."""
     original = env.unwrapped.action_space
-    return {"obs_dim": int(env.observation_space.shape[0]),
-            "action_low": original.low.astype(float).tolist(),
-            "action_high": original.high.astype(float).tolist()}
+    signature = {"obs_dim": int(env.observation_space.shape[0]),
+                 "action_low": original.low.astype(float).tolist(),
+                 "action_high": original.high.astype(float).tolist()}
+    keys = obs_keys(env)
+    if keys is not None:
+        signature["obs_keys"] = [[key, size] for key, size in keys]
+    return signature

@@ -19,6 +19,7 @@ class Collector:
         self.ep_return, self.ep_length = np.zeros(n), np.zeros(n, dtype=np.int64)
         self.episode_seeds = np.zeros(n, dtype=np.int64)  # the seed each sub-env's current episode began from
         self.episode_actions: list[list[np.ndarray]] = [[] for _ in range(n)]  # (A,) each, since that reset
+        self.restarted = np.zeros(n, dtype=bool)  # sub-envs whose episode a resume could not put back
 
     def random_actions(self) -> np.ndarray:
         return self.rng.uniform(-1.0, 1.0, (self.num_envs, self.act_dim)).astype(np.float32)
@@ -27,10 +28,12 @@ class Collector:
         if self.obs is None:
             self.start_episodes(np.ones(self.num_envs, dtype=bool))
 
-    def step(self, action: np.ndarray) -> tuple[tuple, list[tuple[float, int]], list[tuple[int, int, str]]]:
+    def step(self, action: np.ndarray) -> tuple[tuple, list[tuple[float, int, float | None]],
+                                                 list[tuple[int, int, str]]]:
         """Step every sub-env with `action` (N, A): the transitions (obs, action, reward, next_obs, terminated,
         ended), each with leading dimension N (ended: the episode ended, by termination or time limit); (return,
-        length) of each episode that ended; and (sub-env, transitions, what) of each episode dropped because the
+        length, success) of each episode that ended (success: the env's `is_success` at its last step, None where
+        the env says nothing of success); and (sub-env, transitions, what) of each episode dropped because the
         env returned a non-finite number (`--on-nonfinite drop`: its transition here, zeroed, ends it and is one
         of them). Ended and dropped sub-envs are reset at once, so `obs` is always the observation the next action
         answers."""
@@ -53,7 +56,10 @@ class Collector:
             dropped = [(int(i), int(self.ep_length[i]), str(info["nonfinite"][i])) for i in np.flatnonzero(bad)]
             ended = done & ~bad
         if reset is not None:
-            finished = [(float(self.ep_return[i]), int(self.ep_length[i])) for i in np.flatnonzero(ended)]
+            success = info.get("is_success")
+            said = info.get("_is_success", np.zeros(self.num_envs, bool)) if success is not None else None
+            finished = [(float(self.ep_return[i]), int(self.ep_length[i]),
+                         float(success[i]) if said is not None and said[i] else None) for i in np.flatnonzero(ended)]
             self._begin(done, *reset)
         return transition, finished, dropped
 
@@ -111,5 +117,6 @@ class Collector:
                 obs, *_ = sub_envs[j].step(action)
             if np.array_equal(np.asarray(obs), saved_obs[j]):
                 self.obs[j], rebuilt[j] = saved_obs[j], True
+        self.restarted = ~rebuilt
         if not rebuilt.all():
             self.start_episodes(~rebuilt)

@@ -79,6 +79,11 @@ class Config:
     drop (the episode's transitions are never sampled, the env is reset, train/dropped_episodes counts them)."""
     normalize_obs: bool = False
     """Normalize observations by their running mean and variance (saved with the policy, applied on load)."""
+    her: bool = False
+    """Hindsight experience replay, for goal-conditioned envs (Dict observations with achieved_goal and
+    desired_goal, and compute_reward): part of each batch gets a goal its episode achieved later."""
+    her_relabels: int = 4
+    """With --her, goals relabelled per transition kept as it was: a share relabels/(relabels+1) of each batch."""
     eval_every: int = setting(10_000, experiment=False)
     """Environment steps between deterministic evaluations; 0 disables them."""
     eval_episodes: int = setting(10, experiment=False)
@@ -119,7 +124,8 @@ class Config:
             raise ValueError(f"agent must be one of the agents' sections ({', '.join(AGENTS)}), got {self.agent!r}.")
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"seed must lie in [0, 2**32), got {self.seed}.")
-        for name in ("total_steps", "batch_size", "buffer_size", "updates_per_step", "num_envs", "log_every"):
+        for name in ("total_steps", "batch_size", "buffer_size", "updates_per_step", "num_envs", "log_every",
+                     "her_relabels"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
         if not 0.0 < self.lr_final_fraction <= 1.0:

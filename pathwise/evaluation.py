@@ -4,6 +4,7 @@ training run's evaluations."""
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -15,29 +16,44 @@ from pathwise.errors import UserError
 EVAL_SEED_OFFSET = 10_000
 
 
+class Episodes(NamedTuple):
+    returns: np.ndarray  # (E,)
+    lengths: np.ndarray  # (E,)
+    successes: np.ndarray | None  # (E,) 1.0 where the env's is_success was true at the last step; None: not said
+    videos: list[Path]
+
+    @property
+    def success_rate(self) -> float | None:
+        return None if self.successes is None else float(self.successes.mean())
+
+
 def run_episodes(policy: Callable[[np.ndarray], np.ndarray], env: gym.Env, episodes: int, seed: int,
-                 video_dir: Path | None = None, name: str = "episode") -> tuple[np.ndarray, np.ndarray, list[Path]]:
-    """Returns, lengths and video paths of `episodes` episodes, the i-th reset with seed `seed + i`.
+                 video_dir: Path | None = None, name: str = "episode") -> Episodes:
+    """Returns, lengths, successes and video paths of `episodes` episodes, the i-th reset with seed `seed + i`.
 
     `policy` maps a batch of observations (1, O) to a batch of actions (1, A) in `env`'s action space.
     With `video_dir`, `env` must have been made with render_mode="rgb_array", and episode i is written to
     `video_dir/<name>-<i>.mp4`.
     """
     returns, lengths, videos = np.zeros(episodes), np.zeros(episodes, dtype=np.int64), []
+    successes = np.zeros(episodes)
+    said = False
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
         frames = [env.render()] if video_dir else []
         done = False
         while not done:
-            obs, reward, terminated, truncated, _ = env.step(policy(obs[None])[0])
+            obs, reward, terminated, truncated, info = env.step(policy(obs[None])[0])
             returns[i] += float(reward)
             lengths[i] += 1
             done = terminated or truncated
             if video_dir:
                 frames.append(env.render())
+        if "is_success" in info:
+            successes[i], said = float(info["is_success"]), True
         if video_dir:
             videos.append(write_video(frames, video_dir / f"{name}-{i}.mp4", fps=env.metadata.get("render_fps", 30)))
-    return returns, lengths, videos
+    return Episodes(returns, lengths, successes if said else None, videos)
 
 
 def write_video(frames: list[np.ndarray], path: Path, fps: int) -> Path:
@@ -58,17 +74,20 @@ Policy = Callable[[np.ndarray], np.ndarray]
 
 class Evaluator:
     """The training run's deterministic evaluations on an env of its own, each over the same seeded episodes,
-    and its videos; every result goes to the logger. `last` is the latest (return mean, return std)."""
+    and its videos; every result goes to the logger. `last` is the latest (return mean, return std), and
+    `last_success` its success rate (None where the env does not report success)."""
 
     def __init__(self, env: gym.Env, env_id: str, env_kwargs: dict, seed: int, run_dir: Path, logger):
         self.env, self.env_id, self.env_kwargs, self.seed = env, env_id, env_kwargs, seed + EVAL_SEED_OFFSET
         self.run_dir, self.logger = run_dir, logger
         self.last: tuple[float, float] | None = None
+        self.last_success: float | None = None
 
     def evaluate(self, policy: Policy, episodes: int, step: int) -> tuple[float, float]:
-        returns, lengths, _ = run_episodes(policy, self.env, episodes, self.seed)
-        self.last = (float(returns.mean()), float(returns.std()))
-        self.logger.log_eval(step, *self.last, float(lengths.mean()))
+        result = run_episodes(policy, self.env, episodes, self.seed)
+        self.last = (float(result.returns.mean()), float(result.returns.std()))
+        self.last_success = result.success_rate
+        self.logger.log_eval(step, *self.last, float(result.lengths.mean()), self.last_success)
         return self.last
 
     def finite(self) -> bool:
@@ -78,7 +97,7 @@ class Evaluator:
         """One deterministic evaluation episode, written to RUN_DIR/videos and logged."""
         env = make_env(self.env_id, render_mode="rgb_array", env_kwargs=self.env_kwargs)
         try:
-            _, _, (path,) = run_episodes(policy, env, 1, self.seed, self.run_dir / "videos", name=f"step_{step:09d}")
+            (path,) = run_episodes(policy, env, 1, self.seed, self.run_dir / "videos", name=f"step_{step:09d}").videos
         finally:
             env.close()
         self.logger.log_video(path, step)

@@ -17,6 +17,8 @@ from pathwise.config import Config, run_fields, to_dict
 
 WANDB_PROJECT = "pathwise"
 TENSORBOARD_DIR = "tensorboard"
+# success_rate: empty where the env does not report success (info["is_success"]).
+EVAL_COLUMNS = ("env_steps", "return_mean", "return_std", "length_mean", "success_rate")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -103,7 +105,9 @@ class Logger:
         self.mode = resolve_wandb_mode(config.wandb)
         self.eval_path = run_dir / "evaluations.csv"
         if not self.eval_path.exists():
-            self.eval_path.write_text("env_steps,return_mean,return_std,length_mean\n")
+            self.eval_path.write_text(",".join(EVAL_COLUMNS) + "\n")
+        # A run begun before success_rate was recorded keeps the columns it began with.
+        self.eval_columns = self.eval_path.read_text().split("\n", 1)[0].split(",")
         self.tensorboard = None
         if config.tensorboard:
             from tensorboardX import SummaryWriter
@@ -144,11 +148,16 @@ class Logger:
             for key, value in metrics.items():
                 self.tensorboard.add_scalar(key, value, step)
 
-    def log_eval(self, step: int, return_mean: float, return_std: float, length_mean: float) -> None:
+    def log_eval(self, step: int, return_mean: float, return_std: float, length_mean: float,
+                 success_rate: float | None = None) -> None:
+        row = [step, f"{return_mean:.4f}", f"{return_std:.4f}", f"{length_mean:.1f}",
+               "" if success_rate is None else f"{success_rate:.4f}"]
         with open(self.eval_path, "a", newline="") as f:
-            csv.writer(f).writerow([step, f"{return_mean:.4f}", f"{return_std:.4f}", f"{length_mean:.1f}"])
-        self.log({"eval/return_mean": return_mean, "eval/return_std": return_std,
-                  "eval/episode_length": length_mean}, step)
+            csv.writer(f).writerow(row[:len(self.eval_columns)])
+        metrics = {"eval/return_mean": return_mean, "eval/return_std": return_std, "eval/episode_length": length_mean}
+        if success_rate is not None:
+            metrics["eval/success_rate"] = success_rate
+        self.log(metrics, step)
 
     def log_video(self, path: Path, step: int) -> None:
         if self.run is not None:

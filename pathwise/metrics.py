@@ -14,7 +14,7 @@ class IntervalMetrics:
     def reset(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
         self.updates = 0
-        self.episodes: list[tuple[float, int]] = []
+        self.episodes: list[tuple[float, int, float | None]] = []  # (return, length, success or None)
         self.time_env = self.time_update = 0.0
 
     def add_update(self, info: dict[str, torch.Tensor]) -> None:
@@ -39,8 +39,11 @@ class IntervalMetrics:
             metrics.update({f"train/{k}": v for k, v in values.items()})
             bad = [k for k, v in values.items() if not math.isfinite(v)]
         if self.episodes:
-            returns, lengths = zip(*self.episodes)
+            returns, lengths, successes = zip(*self.episodes)
             metrics["train/episode_return"] = float(np.mean(returns))
             metrics["train/episode_length"] = float(np.mean(lengths))
+            said = [s for s in successes if s is not None]
+            if said:
+                metrics["train/success_rate"] = float(np.mean(said))
         self.reset()
         return metrics, bad

@@ -37,17 +37,29 @@ class BoundedPolicy(nn.Module):
 
 
 class Policy:
-    """`act(obs)` takes one observation (O,) or a batch (B, O) and returns actions in the env's own bounds."""
+    """`act(obs)` takes one observation (O,) or a batch (B, O) and returns actions in the env's own bounds. A
+    policy trained on Dict observations takes the Dict too (one, or a batch in each key), or the flat form:
+    its keys' values end to end, in the order `obs_keys` gives."""
 
     def __init__(self, module: BoundedPolicy, env_id: str, env_steps: int, obs_dim: int, device: torch.device,
-                 env_kwargs: dict | None = None):
+                 env_kwargs: dict | None = None, obs_keys: list[tuple[str, int]] | None = None):
         self.module, self.env_id, self.env_steps = module.eval(), env_id, env_steps
         self.env_kwargs = env_kwargs or {}  # what gymnasium.make was given in training
         self.obs_dim, self.device = obs_dim, device
+        self.obs_keys = obs_keys  # (key, size) of a Dict observation, in its flat order; None for a Box
+
+    def flatten(self, obs: dict) -> np.ndarray:
+        """A Dict observation (or a batch of them, keys of shape (B, ...)) as the flat (O,) or (B, O) array."""
+        if self.obs_keys is None or any(key not in obs for key, _ in self.obs_keys):
+            reads = f"the keys {', '.join(k for k, _ in self.obs_keys)}" if self.obs_keys else "flat observations"
+            raise ValueError(f"this policy reads {reads}; the observation given has the keys {', '.join(obs)}.")
+        parts = [np.asarray(obs[key], dtype=np.float32) for key, _ in self.obs_keys]
+        batched = parts[0].size != self.obs_keys[0][1]
+        return np.concatenate([p.reshape(len(p), -1) if batched else p.reshape(-1) for p in parts], axis=-1)
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        obs = np.asarray(obs, dtype=np.float32)
+    def act(self, obs: np.ndarray | dict, deterministic: bool = True) -> np.ndarray:
+        obs = self.flatten(obs) if isinstance(obs, dict) else np.asarray(obs, dtype=np.float32)
         if obs.shape[-1:] != (self.obs_dim,) or obs.ndim > 2:
             raise ValueError(f"expected an observation of shape ({self.obs_dim},) or (batch, {self.obs_dim}), "
                              f"got {obs.shape}")
@@ -58,7 +70,7 @@ class Policy:
 
     def check_env(self, env: gym.Env) -> None:
         """A clear error unless `env` has the observation size and action bounds this policy was trained on."""
-        obs_dim = int(np.prod(env.observation_space.shape))
+        obs_dim = int(gym.spaces.flatdim(env.observation_space))
         act = env.action_space
         low, high = self.module.action_low.cpu().numpy(), self.module.action_high.cpu().numpy()
         if (obs_dim != self.obs_dim or not isinstance(act, gym.spaces.Box) or act.shape != low.shape
@@ -99,8 +111,9 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu", which: str
         raise UserError(f"{source} is not a complete pathwise checkpoint "
                         f"({type(e).__name__}: {str(e).splitlines()[0][:120]}).") from None
     module = BoundedPolicy(actor, low, high, normalizer).to(device)
+    keys = [(str(key), int(size)) for key, size in spaces["obs_keys"]] if "obs_keys" in spaces else None
     return Policy(module, payload["env_id"], int(payload["env_steps"]), spaces["obs_dim"], device,
-                  config.env_kwargs)
+                  config.env_kwargs, keys)
 
 
 FORMATS = ("pt2", "onnx")

@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 from pathwise.agents.batch import Batch
+from pathwise.her import Hindsight
 
 FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "ended")
 SCALARS = ("reward", "terminated", "ended")  # one number per transition: (capacity,) views
@@ -16,12 +17,15 @@ class ReplayBuffer:
     With `n_step` > 1 a sampled transition's reward is the discounted sum of the rewards of up to n consecutive
     transitions of its sub-env, and next_obs, terminated and discount are those of the last one. The sum stops
     early at the end of an episode (termination or time limit: `ended`) and at the newest transition stored.
+
+    With `hindsight`, a share of each batch has its goal relabelled (pathwise.her).
     """
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device, seed: int = 0,
-                 gamma: float = 0.99, n_step: int = 1, num_envs: int = 1):
+                 gamma: float = 0.99, n_step: int = 1, num_envs: int = 1, hindsight: Hindsight | None = None):
         self.capacity, self.device = capacity, device
         self.gamma, self.n_step, self.num_envs = gamma, n_step, num_envs
+        self.hindsight = hindsight
         # One row per transition, its fields side by side (obs, action, reward, next_obs, terminated, ended), each
         # field a view: on a GPU a step's transition is one host-to-device copy and a batch one gather. empty, not
         # zeros: rows are written before they are read, and untouched pages cost no memory.
@@ -89,6 +93,19 @@ class ReplayBuffer:
             self.dropped[written] = False
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
+        if self.hindsight is not None:
+            self.hindsight.record(np.arange(end - n, end) % self.capacity, np.asarray(values[5], bool), self.size)
+
+    def end_episodes(self, mask: np.ndarray) -> None:
+        """The episodes in flight of the sub-envs in `mask` (N,) end with their newest stored transition (their
+        envs began anew, e.g. at a resume that could not put them back): no n-step sum or future goal crosses."""
+        for i in np.flatnonzero(mask):
+            newest = (self.pos - self.num_envs + i) % self.capacity
+            if i >= self.size or self.ended[newest]:
+                continue
+            self.ended[newest] = 1.0
+            if self.hindsight is not None:
+                self.hindsight.close(int(i), newest, self.capacity, self.size)
 
     def state_dict(self) -> dict:
         """The stored rows only (a buffer not yet full saves only what it holds), position and sampling RNG."""
@@ -97,6 +114,8 @@ class ReplayBuffer:
         state = {name: t[:n].clone() for name, t in zip(FIELDS, self._stores)}
         if self.n_dropped:
             state["dropped"] = self.dropped[:n].cpu().clone()
+        if self.hindsight is not None:
+            state["hindsight"] = self.hindsight.state_dict(n)
         return {**state, "pos": self.pos, "generator": self.generator.get_state(), "device_type": self.device.type}
 
     def load_state_dict(self, state: dict) -> None:
@@ -113,6 +132,8 @@ class ReplayBuffer:
             self.dropped = torch.zeros(self.capacity, dtype=torch.bool, device=self.device)
             self.dropped[:n] = state["dropped"].to(self.device)
             self.n_dropped = int(state["dropped"].sum())
+        if self.hindsight is not None:
+            self.hindsight.load_state_dict(state["hindsight"])
         if state["device_type"] == self.device.type:
             self.generator.set_state(state["generator"])
         else:  # a CPU generator's state does not fit a CUDA one: sampling goes on from a fresh, seeded stream
@@ -131,8 +152,9 @@ class ReplayBuffer:
         return self.gather(idx)
 
     def gather(self, idx: torch.Tensor) -> Batch:
-        """The transitions at rows `idx` (B,), each with its n-step return."""
-        if self.n_step == 1:
+        """The transitions at rows `idx` (B,), each with its n-step return (and its goal relabelled, for the
+        first share of them, with hindsight)."""
+        if self.n_step == 1 and self.hindsight is None:
             if len(self._one_step_discount) < len(idx):
                 self._one_step_discount = torch.full((len(idx),), self.gamma, device=self.device)
             discount = self._one_step_discount[:len(idx)]
@@ -143,17 +165,31 @@ class ReplayBuffer:
             obs, action, reward, next_obs, terminated, _ = (rows[:, c] for c in self._columns)
             return Batch(obs, action, reward[:, 0], next_obs, terminated[:, 0], discount)
         rows = (idx[:, None] + self._offsets) % self.capacity  # (B, n): the sub-env's next transitions
+        reward, terminated, ended = self.reward[rows], self.terminated[rows], self.ended[rows]  # (B, n) each
+        obs, goal = self.obs[idx], None
+        if self.hindsight is not None:
+            m = self.hindsight.share(len(idx))
+            goal = self.hindsight.goals(idx[:m], self.next_obs, self.generator)  # (M, G)
+            new_reward, new_terminated = self.hindsight.rewards(self.next_obs[rows[:m]], goal)
+            reward[:m] = new_reward
+            if new_terminated is not None:
+                terminated[:m] = new_terminated
+                ended[:m] = torch.maximum(ended[:m], new_terminated)
+            obs[:m, self.hindsight.desired] = goal
         # A row belongs to the sum if it is already written (its age in write order is at most the newest's) and
         # no earlier row of the sum ended its episode; both hold for a prefix of the n rows.
         oldest = self.pos if self.size == self.capacity else 0
         age = (idx - oldest) % self.capacity  # (B,)
         written = age[:, None] + self._offsets <= self.size - 1  # (B, n)
-        open_before = torch.cumprod(1.0 - self.ended[rows], dim=1).roll(1, dims=1)  # (B, n)
+        open_before = torch.cumprod(1.0 - ended, dim=1).roll(1, dims=1)  # (B, n)
         open_before[:, 0] = 1.0
         used = written & (open_before > 0)  # (B, n), the first column always
         k = used.sum(dim=1)  # (B,) rewards in the sum, 1..n
         last = rows.gather(1, (k - 1)[:, None]).squeeze(1)  # (B,)
         # where, not a product: a row not yet written holds whatever the memory held, NaN included.
-        reward = torch.where(used, self.reward[rows] * self._gamma_powers, 0.0).sum(dim=1)
-        return Batch(self.obs[idx], self.action[idx], reward, self.next_obs[last], self.terminated[last],
+        reward = torch.where(used, reward * self._gamma_powers, 0.0).sum(dim=1)
+        next_obs = self.next_obs[last]
+        if goal is not None:
+            next_obs[:len(goal), self.hindsight.desired] = goal
+        return Batch(obs, self.action[idx], reward, next_obs, terminated.gather(1, (k - 1)[:, None]).squeeze(1),
                      self.gamma ** k.float())

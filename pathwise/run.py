@@ -16,9 +16,10 @@ from pathwise import checkpoint
 from pathwise.checkpoint import Checkpointer
 from pathwise.collector import Collector
 from pathwise.config import Config, check_layer, flag, from_dict, merge, run_fields, save_yaml
-from pathwise.envs import make_env, make_vector_env, space_signature
+from pathwise.envs import make_env, make_vector_env, obs_columns, obs_keys, space_signature
 from pathwise.errors import EnvFault, UserError
 from pathwise.evaluation import Evaluator
+from pathwise.her import GOAL_KEYS, Hindsight
 from pathwise.logger import Logger
 from pathwise.normalizer import ObsNormalizer
 from pathwise.replay_buffer import ReplayBuffer
@@ -104,9 +105,11 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
         save_yaml(config, run_dir / "config.yaml", resolved=plan.as_dict())
         agent = config.agent.make_agent(obs_dim, act_dim, device)
         accelerate(agent, plan)
+        hindsight = make_hindsight(eval_env, config, device) if config.her else None
         try:
             buffer = ReplayBuffer(config.buffer_size, obs_dim, act_dim, device, seed=config.seed,
-                                  gamma=config.agent.gamma, n_step=config.agent.n_step, num_envs=config.num_envs)
+                                  gamma=config.agent.gamma, n_step=config.agent.n_step, num_envs=config.num_envs,
+                                  hindsight=hindsight)
         except (RuntimeError, MemoryError) as e:
             raise UserError(f"a replay buffer of {config.buffer_size:,} transitions does not fit in memory "
                             f"({type(e).__name__}); give a smaller --buffer-size.") from None
@@ -122,6 +125,22 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
         trainer.resources.append(lock)
         opened.pop_all()
     return trainer
+
+
+def make_hindsight(env, config: Config, device: torch.device) -> Hindsight:
+    """Goal relabelling for `env`, or one sentence on why `env` cannot have it."""
+    keys = dict(obs_keys(env) or [])
+    compute_reward = getattr(env.unwrapped, "compute_reward", None)
+    if not all(key in keys for key in GOAL_KEYS) or not callable(compute_reward):
+        observes = f"observes {', '.join(keys)}" if keys else "has Box observations"
+        raise UserError(f"--her needs a goal-conditioned environment (Dict observations with achieved_goal and "
+                        f"desired_goal, and a compute_reward method); '{config.env}' {observes}.")
+    if keys["achieved_goal"] != keys["desired_goal"]:
+        raise UserError(f"--her needs achieved_goal and desired_goal of one size; '{config.env}' has "
+                        f"{keys['achieved_goal']} and {keys['desired_goal']}.")
+    compute_terminated = getattr(env.unwrapped, "compute_terminated", None)
+    return Hindsight(obs_columns(obs_keys(env)), compute_reward, compute_terminated if callable(compute_terminated)
+                     else None, config.her_relabels, config.buffer_size, config.num_envs, device)
 
 
 def expected_updates(config: Config, env_steps: int = 0) -> int:

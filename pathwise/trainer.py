@@ -37,6 +37,7 @@ class Summary:
     eval_return_std: float | None
     checkpoint: Path
     best: tuple[int, float, Path] | None = None  # (env steps, return mean, checkpoint) of the best evaluation
+    eval_success_rate: float | None = None  # of the final evaluation, where the env reports success
 
     @property
     def steps_per_second(self) -> float:
@@ -51,7 +52,9 @@ class Summary:
             lines = [f"Trained to {self.env_steps:,} env steps: {self.session_steps:,} in this session {took}; "
                      f"the whole run took {format_duration(self.run_time)} of training."]
         if self.eval_return_mean is not None:
-            lines.append(f"Final evaluation return: {self.eval_return_mean:.1f} +- {self.eval_return_std:.1f}.")
+            success = "" if self.eval_success_rate is None else f", success rate {self.eval_success_rate:.2f}"
+            lines.append(f"Final evaluation return: {self.eval_return_mean:.1f} +- {self.eval_return_std:.1f}"
+                         f"{success}.")
         lines.append(f"Policy saved to {self.checkpoint}")
         if self.best is not None:
             lines.append(f"Best evaluation: {self.best[1]:.1f} at step {self.best[0]:,}; that policy is "
@@ -103,6 +106,7 @@ class Trainer:
         self.run_time = 0.0  # seconds of training in the run's earlier sessions
         self._session_start: float | None = None
         self.last_return = float("nan")
+        self.success_rate: float | None = None  # of the episodes of the last log interval, where the env says
         self.dropped_episodes = 0  # over the run (--on-nonfinite drop)
         self.metrics = IntervalMetrics()
         self.stop = StopRequest()
@@ -135,7 +139,7 @@ class Trainer:
         if self.best.state:
             best = (self.best.state["env_steps"], self.best.state["return_mean"], self.checkpoints.best)
         return Summary(self.env_steps, self.env_steps - start_step, session, self.run_time + session, mean, std,
-                       path, best)
+                       path, best, self.evaluator.last_success)
 
     def _stopped_by(self, fault: EnvFault) -> Exception:
         """What ends a run whose env failed: nothing of the failed step was stored, so the step before is saved,
@@ -226,6 +230,7 @@ class Trainer:
         if finished:
             self.metrics.episodes += finished
             self.last_return = finished[-1][0]
+
         for sub_env, transitions, what in dropped:
             self.buffer.drop(sub_env, transitions)
             self.dropped_episodes += 1
@@ -287,6 +292,7 @@ class Trainer:
     def log(self, sps: float) -> None:
         metrics, bad = self.metrics.collect(self.agent.grad_norms() if self.metrics.updates else {})
         metrics.update({"time/sps": sps, "buffer/size": len(self.buffer), **self.agent.constants})
+        self.success_rate = metrics.get("train/success_rate", self.success_rate)
         if self.config.on_nonfinite == "drop":
             metrics["train/dropped_episodes"] = self.dropped_episodes
         self.logger.log(metrics, self.env_steps)
@@ -299,8 +305,12 @@ class Trainer:
 
     def _progress_stats(self) -> dict[str, str]:
         stats = {"return": f"{self.last_return:.1f}"}
+        if self.success_rate is not None:
+            stats["success"] = f"{self.success_rate:.2f}"
         if self.evaluator.last is not None:
             stats["eval"] = f"{self.evaluator.last[0]:.1f}"
+        if self.evaluator.last_success is not None:
+            stats["eval success"] = f"{self.evaluator.last_success:.2f}"
         return stats
 
     def close(self) -> None:
@@ -338,6 +348,7 @@ class Trainer:
     def load(self, payload: dict) -> None:
         """Continue from a checkpoint: agent, buffer, counters, RNG streams, and the episodes in flight."""
         state = self.checkpoints.restore(payload, self.parts())
+        self.buffer.end_episodes(self.collector.restarted)
         self.env_steps, self.run_time = state["env_steps"], state["run_time"]
         self.dropped_episodes = state.get("dropped_episodes", 0)
         _or_warn(lambda: self.best.load_state_dict(state["best"]))

@@ -97,6 +97,67 @@ class Faulty(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
+class PointGoal(gym.Env):
+    """A point on the plane [-1, 1]^2 must reach a goal drawn anew each episode: it moves by 0.2 * action, and only
+    a step that ends within 0.05 of the goal is rewarded (0, else -1; `is_success` then). Random actions reach
+    the goal in about one episode of a hundred, so learning it in a few thousand steps needs relabelling."""
+
+    def __init__(self):
+        box = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.observation_space = gym.spaces.Dict({"observation": box, "achieved_goal": box, "desired_goal": box})
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.position, self.goal = np.zeros(2, np.float32), np.zeros(2, np.float32)
+
+    def _obs(self) -> dict:
+        return {"observation": self.position.copy(), "achieved_goal": self.position.copy(),
+                "desired_goal": self.goal.copy()}
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.position, self.goal = self.np_random.uniform(-1.0, 1.0, (2, 2)).astype(np.float32)
+        return self._obs(), {}
+
+    def step(self, action):
+        self.position = np.clip(self.position + 0.2 * np.asarray(action, np.float32), -1.0, 1.0)
+        reward = float(self.compute_reward(self.position, self.goal, {}))
+        return self._obs(), reward, False, False, {"is_success": reward == 0.0}
+
+    def compute_reward(self, achieved_goal, desired_goal, info):
+        return -(np.linalg.norm(achieved_goal - desired_goal, axis=-1) > 0.05).astype(np.float32)
+
+    def compute_terminated(self, achieved_goal, desired_goal, info):
+        return False
+
+
+class GoalCounter(gym.Env):
+    """obs observation = [t, episode], achieved_goal = [t, episode] (t: steps since reset, episode: resets so far),
+    desired_goal = [-1, -1], never reached; reward 0 where the achieved goal equals the desired one, else -1. A
+    relabelled goal names the step and the episode it was achieved in."""
+
+    def __init__(self):
+        box = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        self.observation_space = gym.spaces.Dict({"achieved_goal": box, "desired_goal": box, "observation": box})
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.t, self.episode = 0, -1
+
+    def _obs(self) -> dict:
+        now = np.array([self.t, self.episode], np.float32)
+        return {"achieved_goal": now, "desired_goal": np.full(2, -1.0, np.float32), "observation": now.copy()}
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.episode = 0, self.episode + 1
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        obs = self._obs()
+        return obs, float(self.compute_reward(obs["achieved_goal"], obs["desired_goal"], {})), False, False, {}
+
+    def compute_reward(self, achieved_goal, desired_goal, info):
+        return -np.any(achieved_goal != desired_goal, axis=-1).astype(np.float32)
+
+
 def register() -> None:
     if "CounterTerminates-v0" in gym.registry:
         return
@@ -105,6 +166,8 @@ def register() -> None:
     gym.register("Reach-v0", entry_point=Reach)
     gym.register("Unbounded-v0", entry_point=Unbounded)
     gym.register("Faulty-v0", entry_point=Faulty, max_episode_steps=200)
+    gym.register("PointGoal-v0", entry_point=PointGoal, max_episode_steps=25)
+    gym.register("GoalCounter-v0", entry_point=GoalCounter, max_episode_steps=5)
 
 
 register()  # `--env toy_envs:Faulty-v0` imports this module, and finds the ids it registers

@@ -47,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         env = make_env(env_id, render_mode="rgb_array" if args.video else None, rescale_actions=False,
                        env_kwargs=policy.env_kwargs if env_id == policy.env_id else None)
         policy.check_env(env)
-        returns, lengths, videos = run_episodes(
+        result = run_episodes(
             lambda obs: policy.act(obs, deterministic=not args.stochastic), env, args.episodes, args.seed,
             Path(args.video) if args.video else None, name=env_id.replace("/", "-") + "-episode")
         env.close()
+        returns, lengths, videos = result.returns, result.lengths, result.videos
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"return {returns.mean():.1f} +- {returns.std():.1f}   (min {returns.min():.1f}, max {returns.max():.1f})",
           file=text)
     print(f"episode length {lengths.mean():.1f} +- {lengths.std():.1f}", file=text)
+    if result.success_rate is not None:
+        print(f"success rate {result.success_rate:.2f} ({int(result.successes.sum())} of {args.episodes})", file=text)
     for video in videos:
         print(f"video: {video}", file=text)
     if args.json:
@@ -68,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                           "deterministic": not args.stochastic, "mean_return": float(returns.mean()),
                           "std_return": float(returns.std()), "returns": returns.tolist(),
                           "mean_length": float(lengths.mean()), "lengths": lengths.tolist(),
+                          "success_rate": result.success_rate,
                           "videos": [str(v) for v in videos]}))
     return 0
 

@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"Wrote {path} ({format}): the deterministic policy for {policy.env_id} ({policy.env_steps:,} env "
           f"steps), observations (B, {policy.obs_dim}) -> actions in the env's bounds.")
+    if policy.obs_keys:
+        print("Its input is the Dict observation flattened: " + ", ".join(f"{key} ({size})" for key, size in
+                                                                            policy.obs_keys) + ", end to end.")
     return 0
 
 
@@ -70,7 +73,7 @@ def hub_folder(args) -> int:
             raise UserError("--push-to-hub uploads the folder that --hub-folder DIR writes; give both.")
         payload, policy = load_checkpoint(args.path, args.policy), load_policy(args.path, which=args.policy)
         env = make_env(policy.env_id, rescale_actions=False, env_kwargs=policy.env_kwargs)
-        returns, _, _ = run_episodes(lambda obs: policy.act(obs), env, args.episodes, seed=0)
+        returns = run_episodes(lambda obs: policy.act(obs), env, args.episodes, seed=0).returns
         env.close()
         evaluation = {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
                       "episodes": args.episodes, "deterministic": True, "returns": returns.tolist()}

@@ -21,6 +21,7 @@ import yaml
 from pathwise.logger import TENSORBOARD_DIR, experiment_identity, read_scalars
 
 EVAL_RETURN = "eval/return_mean"
+FROM_CSV = {EVAL_RETURN: "return_mean", "eval/success_rate": "success_rate"}  # the metrics evaluations.csv holds
 
 class PlotError(Exception):
     pass
@@ -38,20 +39,20 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 def read_run(run_dir: Path, metric: str = EVAL_RETURN) -> tuple[dict, np.ndarray, np.ndarray]:
     """(experiment config without the seed, steps, values of `metric`) of one run directory: the evaluation
-    return from evaluations.csv, any other metric from the run's TensorBoard event files."""
+    return and success rate from evaluations.csv, any other metric from the run's TensorBoard event files."""
     config_path, evals_path = run_dir / "config.yaml", run_dir / "evaluations.csv"
     if not config_path.is_file() or not evals_path.is_file():
         raise PlotError(f"{run_dir} is not a run directory (no config.yaml and evaluations.csv).")
     experiment = _flatten(experiment_identity(yaml.safe_load(config_path.read_text()) or {}))
-    if metric != EVAL_RETURN:
+    if metric not in FROM_CSV:
         if not (run_dir / TENSORBOARD_DIR).is_dir():
             raise PlotError(f"{run_dir} has no TensorBoard files to read {metric} from (it ran with "
                             "--no-tensorboard, or before pathwise wrote them).")
         return experiment, *read_scalars(run_dir, metric)
-    rows = list(csv.DictReader(open(evals_path)))
+    rows = [r for r in csv.DictReader(open(evals_path)) if r.get(FROM_CSV[metric])]  # success: where the env said
     steps = np.array([int(r["env_steps"]) for r in rows])
-    returns = np.array([float(r["return_mean"]) for r in rows])
-    return experiment, steps, returns
+    values = np.array([float(r[FROM_CSV[metric]]) for r in rows])
+    return experiment, steps, values
 
 
 def group_runs(run_dirs: list[Path], metric: str = EVAL_RETURN) -> list[tuple[dict, list]]:
@@ -151,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", type=Path, default=Path("curves.png"), help="image to write")
     parser.add_argument("--title", help="a title above the panels")
     parser.add_argument("--metric", default=EVAL_RETURN,
-                        help=f"what to draw: any logged metric, e.g. train/critic_loss [default: {EVAL_RETURN}]")
+                        help=f"what to draw: any logged metric, e.g. eval/success_rate or train/critic_loss "
+                             f"[default: {EVAL_RETURN}]")
     parser.add_argument("--aggregate", choices=tuple(AGGREGATES), default="iqm",
                         help="over the seeds of an experiment: iqm (interquartile mean, 95%% stratified-bootstrap "
                              "CI) or mean (+- std) [default: iqm]")

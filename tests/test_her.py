@@ -1,0 +1,169 @@
+"""Dict observations, hindsight relabelling and success rates, on the in-repo goal envs (tests/toy_envs.py)."""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from test_checkpoints import agent_tensors, script
+
+from pathwise import export_policy, load_policy
+from pathwise.agents.sac import SACConfig
+from pathwise.collector import Collector
+from pathwise.config import Config
+from pathwise.envs import make_env, make_vector_env, obs_columns, obs_keys
+from pathwise.errors import UserError
+from pathwise.replay_buffer import ReplayBuffer
+from pathwise.run import make_hindsight, resume, train
+
+# GoalCounter's flat observation: achieved_goal [t, episode], desired_goal [-1, -1], observation [t, episode].
+T, EPISODE = 0, 1
+
+
+def filled_buffer(steps, num_envs=2, capacity=1_000, n_step=1, relabels=4, seed=0):
+    """A buffer with hindsight, filled by `steps` env steps of GoalCounter (5-step episodes) in `num_envs` sub-envs;
+    its columns; and the env (for its compute_reward)."""
+    envs = make_vector_env("GoalCounter-v0", num_envs)
+    config = Config(env="GoalCounter-v0", her=True, her_relabels=relabels, buffer_size=capacity, batch_size=32,
+                    num_envs=num_envs)
+    env = make_env("GoalCounter-v0")
+    buffer = ReplayBuffer(capacity, 6, 1, torch.device("cpu"), seed=seed, gamma=0.5, n_step=n_step,
+                          num_envs=num_envs, hindsight=make_hindsight(env, config, torch.device("cpu")))
+    collector = Collector(envs, seed=0)
+    collector.start()
+    for _ in range(steps):
+        transition, _, _ = collector.step(collector.random_actions())
+        buffer.add(*transition)
+    return buffer, obs_columns(obs_keys(env)), collector
+
+
+def test_a_dict_env_is_flattened_in_its_key_order_and_the_order_is_recorded():
+    env = make_env("PointGoal-v0")
+    assert [key for key, _ in obs_keys(env)] == ["achieved_goal", "desired_goal", "observation"]  # the Dict's order
+    assert env.observation_space.shape == (6,)
+    obs, _ = env.reset(seed=0)
+    raw = env.unwrapped._obs()
+    np.testing.assert_array_equal(obs, np.concatenate([raw["achieved_goal"], raw["desired_goal"], raw["observation"]]))
+
+
+def test_relabelled_goals_were_achieved_later_in_the_transitions_own_episode():
+    buffer, columns, collector = filled_buffer(steps=23)  # 4 whole episodes per sub-env and one in flight
+    a, d = columns["achieved_goal"], columns["desired_goal"]
+    batch = buffer.sample(2_000)
+    m = buffer.hindsight.share(2_000)
+    assert m == 1_600
+    goal, obs, next_obs = batch.obs[:m, d], batch.obs[:m], batch.next_obs[:m]
+    assert torch.equal(next_obs[:, d], goal)  # both ends of the transition carry the new goal
+    assert torch.equal(goal[:, EPISODE], obs[:, a][:, EPISODE])  # its own episode
+    assert (goal[:, T] >= obs[:, a][:, T] + 1).all()  # at or after the transition: achieved by its next obs or later
+    episode_in_flight = goal[:, EPISODE] == collector.envs.envs[0].unwrapped.episode
+    assert (goal[:, T] <= 5).all() and (goal[~episode_in_flight, T] <= 5).all()
+    assert (goal[episode_in_flight, T] <= 3).all()  # 23 = 4 * 5 + 3: the open episodes have 3 transitions stored
+    # Every future step is drawn: the achieved goal t + 1 ... up to the episode's end.
+    assert set(goal[:, T].tolist()) == {1.0, 2.0, 3.0, 4.0, 5.0}
+    # The reward is the env's for the new goal: 0 exactly where the next observation achieved it.
+    hit = (next_obs[:, a] == goal).all(dim=1)
+    torch.testing.assert_close(batch.reward[:m], torch.where(hit, 0.0, -1.0))
+    assert 0.1 < hit.float().mean() < 0.9
+    # The rest of the batch keeps the env's goal and reward.
+    assert (batch.obs[m:, d] == -1).all() and (batch.reward[m:] == -1).all()
+
+
+def test_with_n_step_returns_each_reward_of_the_sum_is_computed_for_the_new_goal():
+    buffer, columns, _ = filled_buffer(steps=30, n_step=3)
+    a, d = columns["achieved_goal"], columns["desired_goal"]
+    batch = buffer.sample(1_000)
+    m = buffer.hindsight.share(1_000)
+    start, goal = batch.obs[:m, a][:, T], batch.obs[:m, d][:, T]  # t of the transition, and the goal's step
+    k = torch.round(torch.log(batch.discount[:m]) / np.log(0.5))  # steps in each sum
+    # Episodes truncate at t = 5: a sum stops there; its i-th reward is 0 where step t + i + 1 is the goal's.
+    torch.testing.assert_close(k, torch.clamp(5 - start, max=3))
+    expected = sum(torch.where((i < k) & (start + i + 1 != goal), -(0.5 ** i), 0.0) for i in range(3))
+    torch.testing.assert_close(batch.reward[:m], expected)
+    torch.testing.assert_close(batch.next_obs[:m, a][:, T], start + k)
+    assert torch.equal(batch.next_obs[:m, d], batch.obs[:m, d])
+
+
+def test_relabelling_goes_on_correctly_once_the_buffer_wraps_around():
+    buffer, columns, collector = filled_buffer(steps=57, capacity=40)  # 114 rows written into 40
+    a, d = columns["achieved_goal"], columns["desired_goal"]
+    batch = buffer.sample(2_000)
+    m = buffer.hindsight.share(2_000)
+    goal, obs = batch.obs[:m, d], batch.obs[:m]
+    assert torch.equal(goal[:, EPISODE], obs[:, a][:, EPISODE])
+    assert (goal[:, T] >= obs[:, a][:, T] + 1).all() and (goal[:, T] <= 5).all()
+
+
+def test_the_relabelling_state_travels_with_the_buffer():
+    buffer, _, _ = filled_buffer(steps=23)
+    copy, _, _ = filled_buffer(steps=1)
+    copy.load_state_dict(buffer.state_dict())
+    for b in (buffer, copy):
+        assert b.hindsight.in_flight.tolist() == [3, 3]
+    first, second = buffer.sample(64), copy.sample(64)
+    assert all(torch.equal(x, y) for x, y in zip(first, second))
+
+
+def test_her_refuses_an_env_without_goals():
+    with pytest.raises(UserError, match="goal-conditioned.*'Pendulum-v1' has Box observations"):
+        make_hindsight(make_env("Pendulum-v1"), Config(her=True), torch.device("cpu"))
+
+
+def test_success_rate_is_logged_in_training_and_evaluation(tiny, tmp_path):
+    summary = train(tiny(env="PointGoal-v0", her=True, total_steps=300, eval_every=150, eval_episodes=3))
+    run = summary.checkpoint.parent.parent
+    rows = (run / "evaluations.csv").read_text().splitlines()
+    assert rows[0].split(",")[-1] == "success_rate" and len(rows) == 3  # at 150, and the final one
+    assert all(0.0 <= float(row.split(",")[-1]) <= 1.0 for row in rows[1:])
+    pendulum = train(tiny(run_dir=str(tmp_path / "pendulum"), eval_every=150))
+    rows = (pendulum.checkpoint.parent.parent / "evaluations.csv").read_text().splitlines()
+    assert all(row.endswith(",") for row in rows[1:])  # Pendulum says nothing of success
+
+
+def test_a_dict_policy_acts_on_the_dict_and_on_its_flat_form_and_resumes_exactly(tiny, tmp_path):
+    common = dict(env="PointGoal-v0", her=True, total_steps=400, normalize_obs=True, sac={"n_step": 3})
+    straight = train(tiny(run_dir=str(tmp_path / "straight"), **common))
+    train(tiny(run_dir=str(tmp_path / "split"), **{**common, "total_steps": 190}))  # mid-episode (25 steps each)
+    resumed = resume(tmp_path / "split", {"total_steps": 400})
+    a, b = agent_tensors(straight.checkpoint), agent_tensors(resumed.checkpoint)
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+
+    policy = load_policy(straight.checkpoint)
+    assert policy.obs_keys == [("achieved_goal", 2), ("desired_goal", 2), ("observation", 2)]
+    raw = gym.make("PointGoal-v0")
+    obs, _ = raw.reset(seed=3)
+    flat = np.concatenate([obs["achieved_goal"], obs["desired_goal"], obs["observation"]])
+    np.testing.assert_array_equal(policy.act(obs), policy.act(flat))
+    batch = {key: np.stack([value, value]) for key, value in obs.items()}
+    np.testing.assert_array_equal(policy.act(batch), policy.act(np.stack([flat, flat])))
+    with pytest.raises(ValueError, match="the keys achieved_goal, desired_goal, observation"):
+        policy.act({"observation": obs["observation"]})
+    policy.check_env(raw)  # a Dict env of the right sizes fits
+    exported = torch.export.load(export_policy(policy, tmp_path / "policy.pt2")).module()
+    with torch.no_grad():
+        np.testing.assert_allclose(exported(torch.as_tensor(flat)[None]).numpy()[0], policy.act(obs), atol=1e-6)
+
+
+def test_evaluate_reports_the_success_rate(tiny, tmp_path):
+    summary = train(tiny(env="toy_envs:PointGoal-v0", total_steps=200))  # an id that imports its module
+    out = script("evaluate.py", summary.checkpoint, "--episodes", "4", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert 0.0 <= result["success_rate"] <= 1.0 and "success rate" in out.stderr
+    out = script("train.py", "--env", "Pendulum-v1", "--her", "--total-steps", "10", "--wandb", "disabled",
+                 "--run-dir", tmp_path / "pendulum")
+    assert out.returncode == 2 and out.stderr.startswith("error: --her needs a goal-conditioned environment")
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_her_learns_to_reach_goals_that_sparse_rewards_alone_do_not_teach(tiny, tmp_path):
+    # At 6,000 steps, with the defaults (SAC 256x256): 0.95 with relabelling, 0.0 without (seed 1, 20 episodes).
+    def success(her):
+        summary = train(tiny(env="PointGoal-v0", her=her, total_steps=6_000, learning_starts=1_000, batch_size=256,
+                             eval_episodes=20, run_dir=str(tmp_path / f"her-{her}"), agent=SACConfig()))
+        rows = (summary.checkpoint.parent.parent / "evaluations.csv").read_text().splitlines()
+        return float(rows[-1].split(",")[-1])
+    assert success(her=True) >= 0.7
+    assert success(her=False) <= 0.2
