@@ -1,8 +1,8 @@
 """Goal-conditioned benchmark: our agents with hindsight relabelling against Stable-Baselines3's HER, equal env steps.
 
-    python benchmarks/goals.py                                        # FetchReach-v4 x (sac, tqc, sb3-sac, sb3-tqc) x 3 seeds
+    python benchmarks/goals.py                            # FetchReach-v4 x (sac, tqc, sb3-sac, sb3-tqc) x 3 seeds
     python benchmarks/goals.py --envs FetchPush-v4 --steps 100000 --agents tqc sb3-tqc
-    python benchmarks/goals.py --report                               # the table from the finished runs only
+    python benchmarks/goals.py --report                   # the table from the finished runs only
 
 Needs `pip install -e ".[robotics,bench]"` (Gymnasium-Robotics with MuJoCo 3.3.7, and SB3 with sb3-contrib). Ours:
 `train.py --env ENV --agent A`, the env's preset (configs/FetchReach-v4.yaml: --her, normalized observations, 1k
@@ -47,8 +47,11 @@ push = not env_id.startswith("FetchReach")
 env = DummyVecEnv([lambda: gym.make(env_id)])
 if not push:  # the zoo normalizes FetchReach's observations (and rewards), not FetchPush's
     env = VecNormalize(env, gamma=0.95)
-settings = dict(batch_size=2048, tau=0.05, policy_kwargs=dict(net_arch=[512, 512, 512], n_critics=2)) if push \
-    else dict(batch_size=256, learning_starts=1_000, ent_coef="auto", policy_kwargs=dict(net_arch=[64, 64], n_critics=1))
+if push:
+    settings = dict(batch_size=2048, tau=0.05, policy_kwargs=dict(net_arch=[512, 512, 512], n_critics=2))
+else:
+    settings = dict(batch_size=256, learning_starts=1_000, ent_coef="auto",
+                    policy_kwargs=dict(net_arch=[64, 64], n_critics=1))
 model = (SAC if peer == "sb3-sac" else TQC)(
     "MultiInputPolicy", env, buffer_size=1_000_000, gamma=0.95, learning_rate=1e-3, seed=seed, device="cpu",
     replay_buffer_class=HerReplayBuffer, replay_buffer_kwargs=dict(goal_selection_strategy="future", n_sampled_goal=4),

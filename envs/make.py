@@ -1,8 +1,10 @@
 """Gymnasium env construction: id and space checks, the [-1, 1] action rescaling, the pinned autoreset mode."""
 
+import contextlib
 import difflib
 import functools
 import importlib
+import io
 import math
 import signal
 import warnings
@@ -30,7 +32,10 @@ def _register_plugin(env_id: str) -> None:
     for prefix, module, extra in PLUGINS:
         if env_id.startswith(prefix):
             try:
-                importlib.import_module(module)
+                # gymnasium-robotics prints a notice about its Adroit tasks on import, whatever the task
+                with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    importlib.import_module(module)
             except ImportError as e:
                 raise UserError(f"environment '{env_id}' comes with {module}, which is not installed ({e}); pip "
                                 f"install \"pathwise-rl[{extra}]\" (or -e \".[{extra}]\" in a checkout).") from None

@@ -67,6 +67,10 @@ def model_card(name: str, config, payload: dict, evaluation: dict, has_video: bo
             "metrics": [{"type": "mean_reward", "value": f"{mean:.2f} +/- {std:.2f}", "name": "mean_reward"}]}]}],
     }
     video = f"\n![An evaluation episode]({VIDEO})\n" if has_video else ""
+    success = f" Success rate: **{evaluation['success_rate']:.2f}**." if "success_rate" in evaluation else ""
+    keys = payload["spaces"].get("obs_keys")
+    reads = "" if not keys else (" It takes the env's Dict observations, or their flat form: " + ", ".join(
+        f"`{key}` ({size})" for key, size in keys) + ", end to end (the exported programs take the flat form).")
     return f"""---
 {yaml.safe_dump(metadata, sort_keys=False)}---
 
@@ -75,7 +79,7 @@ def model_card(name: str, config, payload: dict, evaluation: dict, has_video: bo
 A {config.agent.name.upper()} policy for the Gymnasium environment `{config.env}`, trained for
 {int(payload["env_steps"]):,} env steps with [pathwise](https://pypi.org/project/pathwise-rl/) (pathwise policy
 gradients in PyTorch). Its return over {episodes} {"deterministic" if evaluation["deterministic"] else "stochastic"}
-evaluation episodes: **{mean:.1f} +- {std:.1f}**.
+evaluation episodes: **{mean:.1f} +- {std:.1f}**.{success}
 {video}
 ## Use it
 
@@ -85,7 +89,7 @@ from pathwise import load_policy
 policy = load_policy("hf://ORG/REPO")     # or the path of this folder
 action = policy.act(obs)                  # NumPy in, an action in the env's bounds out
 ```
-
+{reads}
 ## Train it again
 
 ```bash

@@ -208,9 +208,10 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, signum
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 128 + signum and "Traceback" not in stderr
     assert f"python train.py --resume {run_dir}" in stderr
-    # Written at the step the interrupt arrived, after the periodic checkpoint the test waited for.
+    # Written at the step the interrupt arrived; where it arrived right after the periodic checkpoint at 200 (a busy
+    # machine), before the next step, that checkpoint is the one named.
     step = checkpoint_steps(run_dir)[-1]
-    assert step > 200 and f"step_{step:09d}.pt" in stderr
+    assert step >= 200 and f"step_{step:09d}.pt" in stderr
     assert load_checkpoint(run_dir)["env_steps"] == step
 
 

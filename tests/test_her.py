@@ -1,5 +1,6 @@
 """Dict observations, hindsight relabelling and success rates, on the in-repo goal envs (tests/toy_envs.py)."""
 
+import importlib.util
 import json
 
 import gymnasium as gym
@@ -11,6 +12,7 @@ from test_checkpoints import agent_tensors, script
 from pathwise import export_policy, load_policy
 from pathwise.agents.sac import SACConfig
 from pathwise.collector import Collector
+from pathwise.commands.plot import read_run
 from pathwise.config import Config
 from pathwise.envs import make_env, make_vector_env, obs_columns, obs_keys
 from pathwise.errors import UserError
@@ -116,9 +118,12 @@ def test_success_rate_is_logged_in_training_and_evaluation(tiny, tmp_path):
     rows = (run / "evaluations.csv").read_text().splitlines()
     assert rows[0].split(",")[-1] == "success_rate" and len(rows) == 3  # at 150, and the final one
     assert all(0.0 <= float(row.split(",")[-1]) <= 1.0 for row in rows[1:])
+    _, steps, rates = read_run(run, "eval/success_rate")  # what plot.py --metric eval/success_rate draws
+    assert steps.tolist() == [150, 300] and rates.tolist() == [float(row.split(",")[-1]) for row in rows[1:]]
     pendulum = train(tiny(run_dir=str(tmp_path / "pendulum"), eval_every=150))
     rows = (pendulum.checkpoint.parent.parent / "evaluations.csv").read_text().splitlines()
     assert all(row.endswith(",") for row in rows[1:])  # Pendulum says nothing of success
+    assert len(read_run(pendulum.checkpoint.parent.parent, "eval/success_rate")[1]) == 0
 
 
 def test_a_dict_policy_acts_on_the_dict_and_on_its_flat_form_and_resumes_exactly(tiny, tmp_path):
@@ -151,6 +156,11 @@ def test_evaluate_reports_the_success_rate(tiny, tmp_path):
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert 0.0 <= result["success_rate"] <= 1.0 and "success rate" in out.stderr
+    out = script("export.py", summary.checkpoint, "--hub-folder", tmp_path / "folder", "--episodes", "2")
+    assert out.returncode == 0, out.stderr
+    card = (tmp_path / "folder" / "README.md").read_text()
+    assert "Success rate: **" in card and "`achieved_goal` (2), `desired_goal` (2), `observation` (2)" in card
+    assert load_policy(tmp_path / "folder").obs_keys == load_policy(summary.checkpoint).obs_keys
     out = script("train.py", "--env", "Pendulum-v1", "--her", "--total-steps", "10", "--wandb", "disabled",
                  "--run-dir", tmp_path / "pendulum")
     assert out.returncode == 2 and out.stderr.startswith("error: --her needs a goal-conditioned environment")
@@ -167,3 +177,49 @@ def test_her_learns_to_reach_goals_that_sparse_rewards_alone_do_not_teach(tiny, 
         return float(rows[-1].split(",")[-1])
     assert success(her=True) >= 0.7
     assert success(her=False) <= 0.2
+
+
+def has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+@pytest.mark.skipif(has("gymnasium_robotics"), reason="gymnasium-robotics is installed: the Fetch envs load")
+def test_a_fetch_env_without_its_package_says_how_to_install_it():
+    with pytest.raises(UserError, match=r"'FetchReach-v4' comes with gymnasium_robotics.*pathwise-rl\[robotics\]"):
+        make_env("FetchReach-v4")
+
+
+@pytest.mark.skipif(not has("gymnasium_robotics"), reason='the Fetch tasks need pip install -e ".[robotics]"')
+def test_fetch_reach_trains_from_its_preset_with_hindsight(tiny, tmp_path):
+    from pathwise.cli import parse_args
+
+    config, _, _ = parse_args(["--env", "FetchReach-v4", "--total-steps", "300", "--learning-starts", "100",
+                               "--eval-episodes", "2", "--wandb", "disabled", "--threads", "1",
+                               "--run-dir", str(tmp_path / "run")])
+    assert config.her and config.normalize_obs and config.agent.gamma == 0.95
+    summary = train(config)
+    assert summary.eval_success_rate is not None
+    assert load_policy(summary.checkpoint).obs_keys == [("achieved_goal", 3), ("desired_goal", 3), ("observation", 10)]
+
+
+@pytest.mark.skipif(has("shimmy"), reason="shimmy is installed: the DeepMind Control tasks load")
+def test_a_dmc_task_without_shimmy_says_how_to_install_it():
+    with pytest.raises(UserError, match=r"'dm_control/cartpole-swingup-v0' comes with shimmy.*pathwise-rl\[dmc\]"):
+        make_env("dm_control/cartpole-swingup-v0")
+
+
+@pytest.mark.skipif(not has("shimmy"), reason='the DeepMind Control tasks need pip install -e ".[dmc]"')
+def test_a_dmc_task_trains_on_its_dict_observations(tiny):
+    summary = train(tiny(env="dm_control/cartpole-swingup-v0", total_steps=300))
+    assert summary.eval_success_rate is None  # DMC says nothing of success
+    assert load_policy(summary.checkpoint).obs_keys == [("position", 3), ("velocity", 2)]
+
+
+def test_a_run_begun_before_success_rates_were_recorded_keeps_its_columns(tmp_path):
+    from pathwise.logger import Logger
+
+    (tmp_path / "evaluations.csv").write_text("env_steps,return_mean,return_std,length_mean\n1000,-5.0,1.0,50.0\n")
+    logger = Logger(tmp_path, Config(wandb="disabled", tensorboard=False))
+    logger.log_eval(2000, -4.0, 1.0, 50.0, success_rate=0.5)
+    logger.close()
+    assert (tmp_path / "evaluations.csv").read_text().splitlines()[-1] == "2000,-4.0000,1.0000,50.0"

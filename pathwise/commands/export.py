@@ -73,10 +73,13 @@ def hub_folder(args) -> int:
             raise UserError("--push-to-hub uploads the folder that --hub-folder DIR writes; give both.")
         payload, policy = load_checkpoint(args.path, args.policy), load_policy(args.path, which=args.policy)
         env = make_env(policy.env_id, rescale_actions=False, env_kwargs=policy.env_kwargs)
-        returns = run_episodes(lambda obs: policy.act(obs), env, args.episodes, seed=0).returns
+        result = run_episodes(lambda obs: policy.act(obs), env, args.episodes, seed=0)
         env.close()
+        returns = result.returns
         evaluation = {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
                       "episodes": args.episodes, "deterministic": True, "returns": returns.tolist()}
+        if result.success_rate is not None:
+            evaluation["success_rate"] = result.success_rate
         videos = sorted(Path(args.path).glob("videos/*.mp4")) if Path(args.path).is_dir() else []
         folder = hub.write_folder(payload, evaluation, Path(args.hub_folder), videos[-1] if videos else None)
         print(f"Wrote {folder}: {policy.env_id}, {policy.env_steps:,} env steps, return "
