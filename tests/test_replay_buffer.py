@@ -160,3 +160,16 @@ def test_a_gpu_buffer_stores_and_gathers_what_a_cpu_buffer_does():
     rows = torch.arange(7)
     for a, b in zip(cpu.gather(rows), gpu.gather(rows.cuda())):
         torch.testing.assert_close(b.cpu(), a)
+
+
+def test_episodes_ended_from_outside_stop_n_step_sums_at_their_newest_transition():
+    # Two sub-envs; a resume that cannot put sub-env 1's episode back begins it anew: its sums must not cross.
+    buffer = ReplayBuffer(capacity=20, obs_dim=1, act_dim=1, device=torch.device("cpu"), gamma=0.5, n_step=3,
+                          num_envs=2)
+    for t in range(2):
+        buffer.add(np.full((2, 1), t), np.zeros((2, 1)), np.ones(2), np.full((2, 1), t + 1), np.zeros(2, bool))
+    buffer.end_episodes(np.array([False, True]))
+    buffer.add(np.full((2, 1), 9), np.zeros((2, 1)), np.ones(2), np.full((2, 1), 10), np.zeros(2, bool))
+    batch = buffer.gather(torch.tensor([0, 1]))  # t = 0 of each sub-env
+    assert batch.reward.tolist() == [1.75, 1.5]  # three rewards for sub-env 0, two for sub-env 1
+    assert batch.next_obs[:, 0].tolist() == [10.0, 2.0] and batch.terminated.tolist() == [0.0, 0.0]
