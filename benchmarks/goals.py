@@ -17,13 +17,12 @@ wall_seconds.txt); a finished run is not run again. Prints a Markdown table for 
 
 import argparse
 import csv
-import os
 import shutil
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from mujoco import finished, timed_run  # benchmarks/mujoco.py
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "goals"
@@ -90,12 +89,6 @@ def run_dir(env_id: str, agent: str, seed: int) -> Path:
     return RESULTS / env_id / agent / f"s{seed}"
 
 
-def finished(path: Path, steps: int) -> bool:
-    evals = path / "evaluations.csv"
-    rows = list(csv.DictReader(open(evals))) if evals.is_file() else []
-    return bool(rows) and int(rows[-1]["env_steps"]) >= steps
-
-
 def run(env_id: str, agent: str, seed: int, args) -> str:
     path = run_dir(env_id, agent, seed)
     if finished(path, args.steps):
@@ -110,17 +103,7 @@ def run(env_id: str, agent: str, seed: int, args) -> str:
                "--total-steps", str(args.steps), "--eval-every", str(args.eval_every), "--eval-episodes",
                str(args.eval_episodes), "--checkpoint-every", "0", "--no-save-buffer", "--threads", str(args.threads),
                "--wandb", "disabled", "--run-dir", str(path / "run"), "--log-every", "5000"]
-    start = time.perf_counter()
-    with open(path / "log.txt", "w") as log:
-        result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=path,
-                                env={**os.environ, "MUJOCO_GL": "egl"})
-    wall = time.perf_counter() - start
-    if result.returncode != 0:
-        return f"{env_id} {agent} s{seed}: FAILED (see {path / 'log.txt'})"
-    if agent not in PEERS:
-        shutil.copy(path / "run" / "evaluations.csv", path / "evaluations.csv")
-    (path / "wall_seconds.txt").write_text(f"{wall:.0f}\n")
-    return f"{env_id} {agent} s{seed}: done in {wall:.0f} s"
+    return timed_run(f"{env_id} {agent} s{seed}", cmd, path, {"MUJOCO_GL": "egl"}, ours=agent not in PEERS)
 
 
 def first_at(rows: list[dict], level: float) -> str:

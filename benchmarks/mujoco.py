@@ -209,18 +209,25 @@ def run(env_id: str, agent: str, seed: int, args) -> str:
                "--eval-episodes", str(args.eval_episodes), "--checkpoint-every", "0", "--no-save-buffer",
                "--threads", str(args.threads), "--wandb", "disabled", "--run-dir", str(path / "run"),
                "--log-every", "5000"]
+    # JAX on one thread where torch is (--threads 1), so that runs side by side do not oversubscribe
+    xla = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"} \
+        if agent.startswith("sbx") and args.threads == 1 else {}
+    return timed_run(f"{env_id} {agent} s{seed}", cmd, path, xla, ours=agent not in PEERS)
+
+
+def timed_run(label: str, cmd: list[str], path: Path, env: dict, ours: bool) -> str:
+    """Run `cmd` in `path` (its output to log.txt) and write its whole wall time to wall_seconds.txt; `ours`: a
+    train.py run, whose evaluations.csv is copied up from its run directory."""
     start = time.perf_counter()
     with open(path / "log.txt", "w") as log:
-        # JAX on one thread where torch is (--threads 1), so that runs side by side do not oversubscribe
-        xla = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"} \
-            if agent.startswith("sbx") and args.threads == 1 else {}
-        result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=path, env={**os.environ, **xla})
+        result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=path, env={**os.environ, **env})
+    wall = time.perf_counter() - start
     if result.returncode != 0:
-        return f"{env_id} {agent} s{seed}: FAILED (see {path / 'log.txt'})"
-    if agent not in PEERS:
+        return f"{label}: FAILED (see {path / 'log.txt'})"
+    if ours:
         shutil.copy(path / "run" / "evaluations.csv", path / "evaluations.csv")
-    (path / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.0f}\n")
-    return f"{env_id} {agent} s{seed}: done in {time.perf_counter() - start:.0f} s"
+    (path / "wall_seconds.txt").write_text(f"{wall:.0f}\n")
+    return f"{label}: done in {wall:.0f} s"
 
 
 def curves(env_id: str, agent: str, seeds: list[int], steps: int) -> list[tuple]:
