@@ -69,7 +69,10 @@ class Config:
     (keep * old + (1 - keep) * fresh)."""
     lr_final_fraction: float = 1.0
     """Every learning rate falls linearly, from its value at the first update to this fraction of it at
-    total_steps (1: constant; 0.1: a tenth of it at the end)."""
+    lr_decay_steps (1: constant; 0.1: a tenth of it at the end)."""
+    lr_decay_steps: int = 0
+    """Env steps at which the learning rates reach lr_final_fraction and stay there; 0: total_steps. Set, a longer
+    run has the rates of a run of this length up to it (its evaluations there are that run's)."""
     num_envs: int = 1
     """Environments stepped together."""
     vector_mode: Literal["sync", "async"] = setting("sync", experiment=False)
@@ -133,7 +136,7 @@ class Config:
         if not 0.0 <= self.reset_keep < 1.0:
             raise ValueError(f"reset_keep must lie in [0, 1), got {self.reset_keep}.")
         for name in ("learning_starts", "eval_every", "eval_episodes", "video_every", "checkpoint_every", "threads",
-                     "reset_every"):
+                     "reset_every", "lr_decay_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be zero or positive, got {getattr(self, name)}.")
         if self.batch_size > self.buffer_size:

@@ -107,6 +107,23 @@ def test_learning_rates_fall_linearly_from_the_first_update_to_their_final_fract
     np.testing.assert_allclose(seen[-1][1], [0.1 * lr for lr in configured], rtol=1e-12)
 
 
+def test_with_lr_decay_steps_a_longer_run_has_the_rates_of_the_shorter_one_then_holds_them(tiny, monkeypatch):
+    trainer = build_trainer(tiny(total_steps=400, learning_starts=100, lr_final_fraction=0.1, lr_decay_steps=300))
+    agent = trainer.agent
+
+    def lrs():
+        return [group["lr"] for optimizer in optimizers(agent) for group in optimizer.param_groups]
+
+    configured, seen, update = lrs(), [], agent.update
+    monkeypatch.setattr(agent, "update", lambda batch: (seen.append((trainer.env_steps, lrs())), update(batch))[1])
+    trainer.run()
+    trainer.close()
+    assert seen[-1][0] == 400
+    for steps, now in seen:  # as a 300-step run's (the test above), then a tenth
+        scale = 1.0 - 0.9 * min(1.0, (steps - 100) / 200)
+        np.testing.assert_allclose(now, [lr * scale for lr in configured], rtol=1e-12)
+
+
 def test_a_resumed_run_anneals_as_an_uninterrupted_one(tiny, tmp_path):
     def tensors(path):
         state = load_checkpoint(path)["agent_state"]
