@@ -121,6 +121,9 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             # with SAC's temperature settings instead of SimBa's (initial alpha 1, target entropy -|A|)
             "se-lr1-sactemp": [*SE_LR1, *SAC_TEMP],
             "se-lr1-v4obs-sactemp": [*SE_LR1, *SAC_TEMP, *V4OBS],
+            # the preset's rates falling to a tenth over the first 50k steps whatever the run's length, then held:
+            # a 100k run's first half is the 50k preset run
+            "se-decay50k": [*SE, "--lr-decay-steps", "50000"],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}
