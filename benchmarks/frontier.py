@@ -83,7 +83,8 @@ def table(rows: list[dict]) -> str:
         if "mean" not in r:
             lines.append(f"{head} - | - | {tail} - | {r['crossq']} | - |")
             continue
-        lines.append(f"{head} {r['mean']:.0f} +- {r['se']:.0f} | {r['worst']:.0f} | {tail} "
+        spread = f" +- {r['se']:.0f}" if math.isfinite(r["se"]) else " (one seed)"
+        lines.append(f"{head} {r['mean']:.0f}{spread} | {r['worst']:.0f} | {tail} "
                      f"{r['mean'] - r['best_value']:+.0f} | {r['crossq']} | "
                      f"{'yes' if r['mean'] > r['crossq'] else 'no'} |")
     return "\n".join(lines)
