@@ -108,8 +108,8 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             # 1,000-step episodes)
             "crossq-256-utd2-bf16-simbatemp-lr01-g995-hopper": [*PRESET_BF16, *SIMBA_TEMP["hopper"], *LR01,
                                                                 "--gamma", "0.995"],
-            # the named preset as it is (its learning rates fall over the run's --total-steps), and with constant
-            # learning rates: a 100k run whose 50k evaluation is a 50k run's too
+            # the named preset as it is (since 2026-12-05 its learning rates fall over the first 50k steps, as
+            # se-decay50k's; before, over the run's --total-steps), and with constant learning rates
             "se": SE,
             "se-lr1": SE_LR1,
             # the same on Ant without the contact forces in its observation (27 numbers, as Ant-v4 by default and
