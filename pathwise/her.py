@@ -43,15 +43,15 @@ class Hindsight:
         self.step[rows_t] = torch.as_tensor(self.in_flight, device=self.device)
         self.length[rows_t] = -1
         self.in_flight += 1
-        capacity = len(self.length)
         for i in np.flatnonzero(ended):
-            self.close(i, int(rows[i]), capacity, stored)
+            self.close(i, int(rows[i]), stored)
 
-    def close(self, sub_env: int, newest: int, capacity: int, stored: int) -> None:
-        """End the episode in flight of `sub_env`, whose newest row is `newest`."""
+    def close(self, sub_env: int, newest: int, stored: int) -> None:
+        """End the episode in flight of `sub_env`, whose newest row is `newest`; `stored`: the rows the buffer
+        holds (an episode's rows older than those were written over)."""
         length = int(self.in_flight[sub_env])
         back = torch.arange(min(length, -(-stored // self.num_envs)), device=self.device)
-        self.length[(newest - back * self.num_envs) % capacity] = length
+        self.length[(newest - back * self.num_envs) % len(self.length)] = length
         self.in_flight[sub_env] = 0
 
     def goals(self, idx: torch.Tensor, next_obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -105,7 +105,7 @@ class ReplayBuffer:
                 continue
             self.ended[newest] = 1.0
             if self.hindsight is not None:
-                self.hindsight.close(int(i), newest, self.capacity, self.size)
+                self.hindsight.close(int(i), newest, self.size)
 
     def state_dict(self) -> dict:
         """The stored rows only (a buffer not yet full saves only what it holds), position and sampling RNG."""
