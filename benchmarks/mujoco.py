@@ -124,6 +124,11 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             # the preset's rates falling to a tenth over the first 50k steps whatever the run's length, then held:
             # a 100k run's first half is the 50k preset run
             "se-decay50k": [*SE, "--lr-decay-steps", "50000"],
+            # the preset (rates falling over the first 50k steps) with categorical critics, and Ant without contact
+            # forces with and without them
+            "se-cat": [*SE, *CAT],
+            "se-v4obs": [*SE, *V4OBS],
+            "se-v4obs-cat": [*SE, *CAT, *V4OBS],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}
