@@ -12,7 +12,7 @@ class Collector:
 
     def __init__(self, envs: VectorEnv, seed: int):
         self.envs, self.num_envs = envs, envs.num_envs
-        self.act_dim = envs.single_action_space.shape[0]
+        self.obs_dim, self.act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
         self.rng = np.random.default_rng(seed)
         n = self.num_envs
         self.obs: np.ndarray | None = None  # (N, O), the observation each sub-env is in
@@ -20,6 +20,9 @@ class Collector:
         self.episode_seeds = np.zeros(n, dtype=np.int64)  # the seed each sub-env's current episode began from
         self.episode_actions: list[list[np.ndarray]] = [[] for _ in range(n)]  # (A,) each, since that reset
         self.restarted = np.zeros(n, dtype=bool)  # sub-envs whose episode a resume could not put back
+
+    def from_agent(self, action: torch.Tensor) -> np.ndarray:
+        return action.cpu().numpy()
 
     def random_actions(self) -> np.ndarray:
         return self.rng.uniform(-1.0, 1.0, (self.num_envs, self.act_dim)).astype(np.float32)

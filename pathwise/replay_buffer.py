@@ -66,15 +66,18 @@ class ReplayBuffer:
         self.n_dropped += int((~self.dropped[rows]).sum())
         self.dropped[rows] = True
 
-    def add(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, next_obs: np.ndarray,
-            terminated: np.ndarray, ended: np.ndarray | None = None) -> None:
-        """Store N transitions (leading dimension N of every argument). `ended`: the episode ended with the
-        transition, by termination or time limit (default: where terminated)."""
+    def add(self, obs: np.ndarray | torch.Tensor, action, reward, next_obs, terminated, ended=None) -> None:
+        """Store N transitions (leading dimension N of every argument: NumPy arrays, or tensors on any device).
+        `ended`: the episode ended with the transition, by termination or time limit (default: where
+        terminated)."""
         n = len(obs)
         values = (obs, action, reward, next_obs, terminated, terminated if ended is None else ended)
         end = self.pos + n
         rows = slice(self.pos, end) if end <= self.capacity else np.arange(self.pos, end) % self.capacity
-        if self.device.type == "cpu":
+        if isinstance(obs, torch.Tensor):  # from a batched env (envs/batched.py): one row write, on any device
+            index = rows if isinstance(rows, slice) else torch.as_tensor(rows, device=self.device)
+            self.storage[index] = torch.cat([v.reshape(n, -1).to(self.device, torch.float32) for v in values], dim=1)
+        elif self.device.type == "cpu":
             for view, value in zip(self._host_views, values):
                 view[rows] = value
         else:

@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 from pathwise import checkpoint
+from pathwise.batched_collector import BatchedCollector
 from pathwise.checkpoint import Checkpointer
 from pathwise.collector import Collector
 from pathwise.config import Config, check_layer, flag, from_dict, merge, run_fields, save_yaml
-from pathwise.envs import make_env, make_vector_env, obs_columns, obs_keys, space_signature
+from pathwise.envs import make_batched_env, make_env, make_vector_env, obs_columns, obs_keys, space_signature
 from pathwise.errors import EnvFault, UserError
 from pathwise.evaluation import Evaluator
 from pathwise.her import GOAL_KEYS, Hindsight
@@ -86,10 +87,10 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
         eval_env = opened.enter_context(contextlib.closing(make_env(config.env, env_kwargs=config.env_kwargs)))
         if config.env_kwargs:
             try_env_kwargs(eval_env, config)
-        envs = make_vector_env(config.env, config.num_envs, config.vector_mode, config.env_kwargs, config.on_nonfinite)
-        opened.callback(envs.close)
-        obs_dim = envs.single_observation_space.shape[0]
-        act_dim = envs.single_action_space.shape[0]
+        threads = Threads(config.threads)
+        collector = make_collector(config, eval_env, device, threads.count)
+        opened.callback(collector.envs.close)
+        obs_dim, act_dim = collector.obs_dim, collector.act_dim
         run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
         if run_dir.exists() and not run_dir.is_dir():
             raise UserError(f"--run-dir {run_dir} is a file; give a folder for the run.")
@@ -98,7 +99,6 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
                             "--run-dir.")
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = opened.enter_context(lock_run_dir(run_dir))
-        threads = Threads(config.threads)
         configure_cpu(threads.count)
         plan = plan_speed(config, device, expected_updates(config, env_steps), config.total_steps - env_steps,
                           (obs_dim, act_dim), threads)
@@ -118,13 +118,30 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
         evaluator = Evaluator(eval_env, config.env, config.env_kwargs, config.seed, run_dir, logger)
         normalizer = ObsNormalizer(obs_dim).to(device) if config.normalize_obs else None
         checkpoints = Checkpointer(run_dir, config, space_signature(eval_env))
-        trainer = Trainer(config, Collector(envs, config.seed), agent, buffer, evaluator, logger, checkpoints, device,
+        trainer = Trainer(config, collector, agent, buffer, evaluator, logger, checkpoints, device,
                           normalizer)
         trainer.speed = plan
         trainer.on_log.append(threads.adjust)
         trainer.resources.append(lock)
         opened.pop_all()
     return trainer
+
+
+def make_collector(config: Config, eval_env, device: torch.device, threads: int) -> Collector | BatchedCollector:
+    """The training envs (--num-envs, --vector-mode) and what steps them."""
+    if config.vector_mode in ("sync", "async"):
+        envs = make_vector_env(config.env, config.num_envs, config.vector_mode, config.env_kwargs, config.on_nonfinite)
+        return Collector(envs, config.seed)
+    if config.on_nonfinite == "drop":
+        raise UserError(f"--on-nonfinite drop needs --vector-mode sync or async; with {config.vector_mode} a "
+                        "non-finite observation or reward stops the run.")
+    envs = make_batched_env(config.env, config.num_envs, config.vector_mode, config.seed, config.env_kwargs, device,
+                            threads)
+    if envs.obs_dim != eval_env.observation_space.shape[0]:
+        envs.close()
+        raise UserError(f"{config.vector_mode}'s '{config.env}' observes {envs.obs_dim} numbers and Gymnasium's "
+                        f"(the evaluation env) {eval_env.observation_space.shape[0]}; the two are not the same task.")
+    return BatchedCollector(envs, config.seed)
 
 
 def make_hindsight(env, config: Config, device: torch.device) -> Hindsight:

@@ -212,7 +212,7 @@ class Trainer:
         if self.env_steps < cfg.learning_starts:
             action = self.collector.random_actions()
         else:
-            action = self.agent.act(self._agent_obs(self.collector.obs)).cpu().numpy()
+            action = self.collector.from_agent(self.agent.act(self._agent_obs(self.collector.obs)))
         after = self.env_steps + n  # env steps once this step is done
         if _crossed(after, n, cfg.reset_every) and after < cfg.total_steps:
             self.reset_networks()

@@ -1,0 +1,131 @@
+"""The batched-env protocol: many envs stepped as one, observations and actions as torch tensors on the envs'
+device, and the engines behind it (--vector-mode): torch-native tasks (envs/torch_envs.py) and EnvPool."""
+
+import contextlib
+import io
+import warnings
+from typing import NamedTuple, Protocol
+
+import numpy as np
+import torch
+
+from pathwise.errors import EnvFault, NonFinite, UserError
+
+
+class BatchedStep(NamedTuple):
+    """What one step of N envs gives back, each with leading dimension N. An env whose episode ended (terminated
+    or truncated) is reset in the same step: next_obs is its new episode's first observation, final_obs the true
+    last one of the episode that ended (elsewhere final_obs is next_obs). Terminated and truncated stay apart:
+    only termination stops bootstrapping."""
+    next_obs: torch.Tensor  # (N, O) float32
+    reward: torch.Tensor  # (N,) float32
+    terminated: torch.Tensor  # (N,) bool
+    truncated: torch.Tensor  # (N,) bool
+    final_obs: torch.Tensor  # (N, O) float32
+
+
+class BatchedEnv(Protocol):
+    """N envs on `device`, acting in [-1, 1], seeded when made (EnvPool) or from torch's generator (the
+    torch-native tasks). An engine that can put its envs back exactly also has `state_dict()` and
+    `load_state_dict(state)`; one that cannot starts their episodes anew at a resume."""
+    num_envs: int
+    obs_dim: int
+    act_dim: int
+    device: torch.device
+
+    def reset(self) -> torch.Tensor:  # (N, O)
+        ...
+
+    def step(self, action: torch.Tensor) -> BatchedStep:  # action (N, A)
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+class EnvPool:
+    """EnvPool's C++ thread pool (its Gymnasium API, synchronous) behind the protocol. EnvPool resets an ended env
+    at that env's next step, and returns the reset as a step of its own (reward 0, the action ignored); here the
+    ended envs are stepped once more at once, so the reset lands in the same step and no transition spans it.
+    EnvPool draws each env's resets from seeds fixed when the pool is made: its episodes cannot be put back."""
+
+    def __init__(self, env_id: str, num_envs: int, seed: int, env_kwargs: dict | None = None, threads: int = 1):
+        envpool = _import_envpool()
+        if env_id not in envpool.list_all_envs():
+            raise UserError(f"EnvPool has no task '{env_id}' (--vector-mode envpool); its MuJoCo tasks include "
+                            "HalfCheetah-v5, Hopper-v5, Walker2d-v5 and Ant-v5, or use --vector-mode sync.")
+        try:
+            self.pool = envpool.make_gymnasium(env_id, num_envs=num_envs, batch_size=num_envs, seed=seed,
+                                               num_threads=threads,
+                                               **(env_kwargs or {}))
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise UserError(f"EnvPool cannot make '{env_id}' with env_kwargs {env_kwargs or {}}: {e}") from None
+        self.env_id, self.num_envs, self.device = env_id, num_envs, torch.device("cpu")
+        space = self.pool.action_space
+        self.obs_dim, self.act_dim = int(self.pool.observation_space.shape[0]), int(space.shape[0])
+        self._low, self._half_range = space.low.astype(np.float64), (space.high - space.low).astype(np.float64) / 2
+
+    def reset(self) -> torch.Tensor:
+        obs, _ = self._call("reset", self.pool.reset)
+        return self._checked(obs, "at a reset")
+
+    def step(self, action: torch.Tensor) -> BatchedStep:
+        scaled = self._low + (action.double().numpy() + 1.0) * self._half_range
+        obs, reward, terminated, truncated, info = self._call("step", self.pool.step, scaled)
+        rows = np.argsort(info["env_id"])  # env i's row
+        next_obs = final_obs = self._checked(obs, "")[torch.as_tensor(rows)]
+        reward, terminated, truncated = (np.asarray(x)[rows] for x in (reward, terminated, truncated))
+        if not np.isfinite(reward).all():
+            raise NonFinite(f"environment '{self.env_id}' returned a non-finite reward "
+                            f"({reward[~np.isfinite(reward)][0]})")
+        ended = np.flatnonzero(terminated | truncated)
+        if len(ended):
+            reset_obs, _, _, _, reset_info = self._call("reset", self.pool.step, np.zeros((len(ended), self.act_dim)),
+                                                        ended)
+            next_obs = final_obs.clone()
+            next_obs[torch.as_tensor(reset_info["env_id"])] = self._checked(reset_obs, "at a reset")
+        return BatchedStep(next_obs, torch.from_numpy(reward.astype(np.float32)), torch.from_numpy(terminated),
+                           torch.from_numpy(truncated), final_obs)
+
+    def _call(self, what: str, fn, *args):
+        try:
+            return fn(*args)
+        except Exception as e:
+            first = str(e).splitlines()[0] if str(e) else "no message"
+            raise EnvFault(f"environment '{self.env_id}' (EnvPool) raised {type(e).__name__} in {what}: "
+                           f"{first}") from e
+
+    def _checked(self, obs: np.ndarray, where: str) -> torch.Tensor:
+        if not np.isfinite(obs).all():
+            bad = obs[~np.isfinite(obs)][0]
+            raise NonFinite(f"environment '{self.env_id}' returned a non-finite observation ({bad}){where and ' '}"
+                            f"{where}")
+        return torch.from_numpy(obs.astype(np.float32))
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _import_envpool():
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import envpool
+    except ImportError as e:
+        raise UserError(f"--vector-mode envpool needs EnvPool, which is not installed ({e}); pip install "
+                        "\"pathwise-rl[envpool]\" (or -e \".[envpool]\" in a checkout).") from None
+    return envpool
+
+
+def make_batched_env(env_id: str, num_envs: int, mode: str, seed: int, env_kwargs: dict | None = None,
+                     device: torch.device | None = None, threads: int = 1) -> BatchedEnv:
+    """`num_envs` envs of `env_id` behind the protocol: EnvPool's (`mode` "envpool", on the CPU, stepped by up to
+    `threads` threads) or the torch-native task (`mode` "torch", on `device`)."""
+    if mode == "envpool":
+        return EnvPool(env_id, num_envs, seed, env_kwargs, min(num_envs, threads))
+    from pathwise.envs.torch_envs import TORCH_ENVS
+    if env_id not in TORCH_ENVS:
+        raise UserError(f"--vector-mode torch has no task '{env_id}'; it has {', '.join(TORCH_ENVS)}.")
+    if env_kwargs:
+        raise UserError(f"--vector-mode torch takes no env_kwargs; '{env_id}' was given {env_kwargs}.")
+    return TORCH_ENVS[env_id](num_envs, device or torch.device("cpu"))
