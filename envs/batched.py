@@ -118,9 +118,10 @@ def _import_envpool():
 
 
 def make_batched_env(env_id: str, num_envs: int, mode: str, seed: int, env_kwargs: dict | None = None,
-                     device: torch.device | None = None, threads: int = 1) -> BatchedEnv:
-    """`num_envs` envs of `env_id` behind the protocol: EnvPool's (`mode` "envpool", on the CPU, stepped by up to
-    `threads` threads) or the torch-native task (`mode` "torch", on `device`)."""
+                     threads: int = 1) -> BatchedEnv:
+    """`num_envs` envs of `env_id` behind the protocol, on the CPU: EnvPool's (`mode` "envpool", stepped by up to
+    `threads` threads) or the torch-native task (`mode` "torch"). The torch-native tasks can live on a GPU too
+    (their `device`); a run keeps them on the CPU until that path has been run and measured on one."""
     if mode == "envpool":
         return EnvPool(env_id, num_envs, seed, env_kwargs, min(num_envs, threads))
     from pathwise.envs.torch_envs import TORCH_ENVS
@@ -128,4 +129,4 @@ def make_batched_env(env_id: str, num_envs: int, mode: str, seed: int, env_kwarg
         raise UserError(f"--vector-mode torch has no task '{env_id}'; it has {', '.join(TORCH_ENVS)}.")
     if env_kwargs:
         raise UserError(f"--vector-mode torch takes no env_kwargs; '{env_id}' was given {env_kwargs}.")
-    return TORCH_ENVS[env_id](num_envs, device or torch.device("cpu"))
+    return TORCH_ENVS[env_id](num_envs)

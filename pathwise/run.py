@@ -88,7 +88,7 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
         if config.env_kwargs:
             try_env_kwargs(eval_env, config)
         threads = Threads(config.threads)
-        collector = make_collector(config, eval_env, device, threads.count)
+        collector = make_collector(config, eval_env, threads.count)
         opened.callback(collector.envs.close)
         obs_dim, act_dim = collector.obs_dim, collector.act_dim
         run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
@@ -127,7 +127,7 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
     return trainer
 
 
-def make_collector(config: Config, eval_env, device: torch.device, threads: int) -> Collector | BatchedCollector:
+def make_collector(config: Config, eval_env, threads: int) -> Collector | BatchedCollector:
     """The training envs (--num-envs, --vector-mode) and what steps them."""
     if config.vector_mode in ("sync", "async"):
         envs = make_vector_env(config.env, config.num_envs, config.vector_mode, config.env_kwargs, config.on_nonfinite)
@@ -135,8 +135,7 @@ def make_collector(config: Config, eval_env, device: torch.device, threads: int)
     if config.on_nonfinite == "drop":
         raise UserError(f"--on-nonfinite drop needs --vector-mode sync or async; with {config.vector_mode} a "
                         "non-finite observation or reward stops the run.")
-    envs = make_batched_env(config.env, config.num_envs, config.vector_mode, config.seed, config.env_kwargs, device,
-                            threads)
+    envs = make_batched_env(config.env, config.num_envs, config.vector_mode, config.seed, config.env_kwargs, threads)
     if envs.obs_dim != eval_env.observation_space.shape[0]:
         envs.close()
         raise UserError(f"{config.vector_mode}'s '{config.env}' observes {envs.obs_dim} numbers and Gymnasium's "

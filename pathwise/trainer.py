@@ -13,6 +13,7 @@ import torch
 
 from pathwise.agents.registry import Agent
 from pathwise.agents.scaffold import optimizers, reset_
+from pathwise.batched_collector import BatchedCollector
 from pathwise.checkpoint import Checkpointer, CheckpointNotWritten
 from pathwise.collector import Collector
 from pathwise.config import Config
@@ -93,7 +94,7 @@ class Trainer:
     """Runs the loop. Every part it drives owns its state and its faults: the collector the envs, the buffer the
     transitions, the agent its update, the evaluator and the best policy the evaluations, the checkpointer the files."""
 
-    def __init__(self, config: Config, collector: Collector, agent: Agent, buffer: ReplayBuffer,
+    def __init__(self, config: Config, collector: Collector | BatchedCollector, agent: Agent, buffer: ReplayBuffer,
                  evaluator: Evaluator, logger: Logger, checkpoints: Checkpointer, device: torch.device,
                  normalizer: ObsNormalizer | None = None):
         self.config, self.collector, self.agent, self.buffer = config, collector, agent, buffer
