@@ -18,14 +18,15 @@ class BatchedCollector:
         self.envs, self.num_envs = envs, envs.num_envs
         self.obs_dim, self.act_dim = envs.obs_dim, envs.act_dim
         device = envs.device
-        self.generator = torch.Generator(device).manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
         self.obs: torch.Tensor | None = None  # (N, O)
         self.ep_return = torch.zeros(self.num_envs, dtype=torch.float64, device=device)
         self.ep_length = torch.zeros(self.num_envs, dtype=torch.int64, device=device)
         self.restarted = np.zeros(self.num_envs, dtype=bool)
 
     def random_actions(self) -> torch.Tensor:
-        return torch.rand((self.num_envs, self.act_dim), device=self.envs.device, generator=self.generator) * 2 - 1
+        actions = self.rng.uniform(-1.0, 1.0, (self.num_envs, self.act_dim)).astype(np.float32)
+        return torch.from_numpy(actions).to(self.envs.device)
 
     def from_agent(self, action: torch.Tensor) -> torch.Tensor:
         return action.to(self.envs.device)
@@ -52,14 +53,14 @@ class BatchedCollector:
         return transition, finished, []
 
     def state_dict(self) -> dict:
-        state = {"generator": self.generator.get_state(), "obs": self.obs.cpu().clone(),
+        state = {"rng": self.rng.bit_generator.state, "obs": self.obs.cpu().clone(),
                  "ep_return": self.ep_return.cpu().clone(), "ep_length": self.ep_length.cpu().clone()}
         if hasattr(self.envs, "state_dict"):
             state["envs"] = self.envs.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
+        self.rng.bit_generator.state = state["rng"]
         if "envs" in state and hasattr(self.envs, "load_state_dict"):
             self.envs.load_state_dict(state["envs"])
             device = self.envs.device

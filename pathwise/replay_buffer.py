@@ -67,17 +67,16 @@ class ReplayBuffer:
         self.dropped[rows] = True
 
     def add(self, obs: np.ndarray | torch.Tensor, action, reward, next_obs, terminated, ended=None) -> None:
-        """Store N transitions (leading dimension N of every argument: NumPy arrays, or tensors on any device).
+        """Store N transitions (leading dimension N of every argument: NumPy arrays, or CPU tensors).
         `ended`: the episode ended with the transition, by termination or time limit (default: where
         terminated)."""
         n = len(obs)
         values = (obs, action, reward, next_obs, terminated, terminated if ended is None else ended)
+        # a batched env's tensors (on the CPU): NumPy views of the same memory
+        values = tuple(v.numpy() if isinstance(v, torch.Tensor) else v for v in values)
         end = self.pos + n
         rows = slice(self.pos, end) if end <= self.capacity else np.arange(self.pos, end) % self.capacity
-        if isinstance(obs, torch.Tensor):  # from a batched env (envs/batched.py): one row write, on any device
-            index = rows if isinstance(rows, slice) else torch.as_tensor(rows, device=self.device)
-            self.storage[index] = torch.cat([v.reshape(n, -1).to(self.device, torch.float32) for v in values], dim=1)
-        elif self.device.type == "cpu":
+        if self.device.type == "cpu":
             for view, value in zip(self._host_views, values):
                 view[rows] = value
         else:
