@@ -57,8 +57,7 @@ class EnvPool:
                             "HalfCheetah-v5, Hopper-v5, Walker2d-v5 and Ant-v5, or use --vector-mode sync.")
         try:
             self.pool = envpool.make_gymnasium(env_id, num_envs=num_envs, batch_size=num_envs, seed=seed,
-                                               num_threads=threads,
-                                               **(env_kwargs or {}))
+                                               num_threads=threads, **(env_kwargs or {}))
         except (TypeError, ValueError, RuntimeError) as e:
             raise UserError(f"EnvPool cannot make '{env_id}' with env_kwargs {env_kwargs or {}}: {e}") from None
         self.env_id, self.num_envs, self.device = env_id, num_envs, torch.device("cpu")
@@ -78,7 +77,7 @@ class EnvPool:
             rows = np.argsort(info["env_id"])  # env i's row
             obs, reward, terminated, truncated = obs[rows], reward[rows], terminated[rows], truncated[rows]
         next_obs = final_obs = self._checked(obs, "")
-        if not math.isfinite(reward.sum()):
+        if not math.isfinite(reward.sum()) and not np.isfinite(reward).all():
             raise NonFinite(f"environment '{self.env_id}' returned a non-finite reward "
                             f"({reward[~np.isfinite(reward)][0]})")
         ended = np.flatnonzero(terminated | truncated)
@@ -99,7 +98,8 @@ class EnvPool:
                            f"{first}") from e
 
     def _checked(self, obs: np.ndarray, where: str) -> torch.Tensor:
-        if not math.isfinite(obs.sum()):  # finite exactly when every entry is, short of overflow
+        # the sum first: it is finite exactly when every entry is, short of overflow
+        if not math.isfinite(obs.sum()) and not np.isfinite(obs).all():
             bad = obs[~np.isfinite(obs)][0]
             raise NonFinite(f"environment '{self.env_id}' returned a non-finite observation ({bad}){where and ' '}"
                             f"{where}")
