@@ -188,3 +188,18 @@ def test_an_envpool_run_trains_and_resumes_with_its_episodes_begun_anew(tiny, tm
     assert "cannot put its 2 episodes in flight back" in capsys.readouterr().err
     with pytest.raises(UserError, match="EnvPool has no task 'pathwise/CartPoleContinuous-v0'"):
         train(tiny(run_dir=str(tmp_path / "other"), **{**common, "env": "pathwise/CartPoleContinuous-v0"}))
+
+
+@needs_envpool
+def test_envpool_faults_become_one_sentence():
+    from pathwise.errors import EnvFault, NonFinite
+    pool = make_batched_env("HalfCheetah-v5", 2, "envpool", seed=0)
+    with pytest.raises(NonFinite, match=r"non-finite observation \(nan\) at a reset"):
+        pool._checked(np.array([[0.0, np.nan]]), "at a reset")
+    assert torch.equal(pool._checked(np.full((1, 2), 1e308), ""), torch.full((1, 2), float("inf")))  # no NaN
+
+    def crash(*args):
+        raise RuntimeError("simulator exploded\nmore lines")
+    with pytest.raises(EnvFault, match=r"raised RuntimeError in step: simulator exploded$"):
+        pool._call("step", crash)
+    pool.close()
