@@ -25,9 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         if config is None:
             summary = resume(args.resume, flags, announce=lambda: print(f"Resuming {args.resume}.", flush=True))
         else:
+            envs = f"{config.num_envs} {config.vector_mode} envs, " if config.num_envs > 1 else ""
             summary = train(config, announce=lambda: print(
                 f"Training {config.agent.name.upper()} on {config.env} for {config.total_steps:,} env steps "
-                f"(seed {config.seed}).", flush=True))
+                f"({envs}seed {config.seed}).", flush=True))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
