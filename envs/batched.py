@@ -3,13 +3,13 @@ device, and the engines behind it (--vector-mode): torch-native tasks (envs/torc
 
 import contextlib
 import io
-import math
 import warnings
 from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
 
+from pathwise.envs.make import all_finite
 from pathwise.errors import EnvFault, NonFinite, UserError
 
 
@@ -77,7 +77,7 @@ class EnvPool:
             rows = np.argsort(info["env_id"])  # env i's row
             obs, reward, terminated, truncated = obs[rows], reward[rows], terminated[rows], truncated[rows]
         next_obs = final_obs = self._checked(obs, "")
-        if not math.isfinite(reward.sum()) and not np.isfinite(reward).all():
+        if not all_finite(reward):
             raise NonFinite(f"environment '{self.env_id}' returned a non-finite reward "
                             f"({reward[~np.isfinite(reward)][0]})")
         ended = np.flatnonzero(terminated | truncated)
@@ -98,8 +98,7 @@ class EnvPool:
                            f"{first}") from e
 
     def _checked(self, obs: np.ndarray, where: str) -> torch.Tensor:
-        # the sum first: it is finite exactly when every entry is, short of overflow
-        if not math.isfinite(obs.sum()) and not np.isfinite(obs).all():
+        if not all_finite(obs):
             bad = obs[~np.isfinite(obs)][0]
             raise NonFinite(f"environment '{self.env_id}' returned a non-finite observation ({bad}){where and ' '}"
                             f"{where}")

@@ -93,8 +93,7 @@ class Checked(gym.Wrapper):
             obs, reward, terminated, truncated, info = self.env.step(action)
         except Exception as e:
             raise self._fault("step", e) from e
-        # The sum first (a fraction of a microsecond): it is finite exactly when every entry is, short of overflow.
-        bad_obs, bad_reward = not math.isfinite(obs.sum()) and not np.isfinite(obs).all(), not math.isfinite(reward)
+        bad_obs, bad_reward = not all_finite(obs), not math.isfinite(reward)
         if not (bad_obs or bad_reward):
             return obs, reward, terminated, truncated, info
         what = f"observation ({_first_bad(obs)})" if bad_obs else f"reward ({reward})"
@@ -116,6 +115,12 @@ class Checked(gym.Wrapper):
     def _fault(self, what: str, e: Exception) -> EnvFault:
         first = str(e).splitlines()[0] if str(e) else "no message"
         return EnvFault(f"environment '{self.env_id}' raised {type(e).__name__} in {what}: {first}")
+
+
+def all_finite(x: np.ndarray) -> bool:
+    """Whether every entry of `x` is finite: the sum first (a fraction of a microsecond), which is finite exactly
+    when every entry is, short of overflow."""
+    return math.isfinite(x.sum()) or bool(np.isfinite(x).all())
 
 
 def _first_bad(obs) -> str:

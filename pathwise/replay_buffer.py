@@ -72,8 +72,8 @@ class ReplayBuffer:
         terminated)."""
         n = len(obs)
         values = (obs, action, reward, next_obs, terminated, terminated if ended is None else ended)
-        # a batched env's tensors (on the CPU): NumPy views of the same memory
-        values = tuple(v.numpy() if isinstance(v, torch.Tensor) else v for v in values)
+        if isinstance(obs, torch.Tensor):  # a batched env's transition (CPU tensors): NumPy views of that memory
+            values = tuple(v.numpy() for v in values)
         end = self.pos + n
         rows = slice(self.pos, end) if end <= self.capacity else np.arange(self.pos, end) % self.capacity
         if self.device.type == "cpu":
