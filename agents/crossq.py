@@ -56,6 +56,9 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
     to the TD target encoded two-hot, and Q is the decoded value (agents/categorical.py); no reward scaling."""
     value_limit: float = 10.0
     """The bins' range in symlog space, [-value_limit, value_limit]: 10 holds returns up to 22,026 in size."""
+    value_smoothing: float = 0.0
+    """0: the TD target encoded two-hot. Above 0: as a Gaussian of this width in bins over the bins (HL-Gauss;
+    Farebrother et al. 2024 found 0.75 best)."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -73,6 +76,7 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
         check(self.value_bins == 0 or self.value_bins >= 2,
               f"value_bins must be 0 (a scalar critic) or at least 2, got {self.value_bins}.")
         check(self.value_limit > 0, f"value_limit must be positive, got {self.value_limit}.")
+        check(self.value_smoothing >= 0, f"value_smoothing must be zero or positive, got {self.value_smoothing}.")
 
     def make_agent(self, obs_dim: int, act_dim: int, device: torch.device) -> "CrossQ":
         return CrossQ(obs_dim, act_dim, self, device)
@@ -87,7 +91,7 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
                                  warmup_steps=self.renorm_warmup_steps)
 
     def bins(self) -> Bins | None:
-        return Bins(self.value_bins, self.value_limit) if self.value_bins else None
+        return Bins(self.value_bins, self.value_limit, self.value_smoothing) if self.value_bins else None
 
 
 def critic_loss(batch: Batch, actor: Actor, critic: QEnsemble, alpha: torch.Tensor,

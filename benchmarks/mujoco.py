@@ -129,6 +129,9 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             "se-cat": [*SE, *CAT],
             "se-v4obs": [*SE, *V4OBS],
             "se-v4obs-cat": [*SE, *CAT, *V4OBS],
+            # the same with the TD target spread as a Gaussian of 0.75 bins (HL-Gauss) instead of two-hot
+            "se-cat-hl": [*SE, *CAT, "--value-smoothing", "0.75"],
+            "se-v4obs-cat-hl": [*SE, *CAT, "--value-smoothing", "0.75", *V4OBS],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}

@@ -42,6 +42,20 @@ def test_a_value_decodes_what_was_encoded():
     torch.testing.assert_close(BINS.value(BINS.two_hot(target).log()), target)
 
 
+def test_hl_gauss_spreads_a_normal_of_the_smoothing_width_around_the_target():
+    smooth = Bins(101, 10.0, smoothing=0.75)
+    target = torch.tensor([-40.0, 0.0, 2.5, 900.0], dtype=torch.float64)  # symlog inside the support, off its ends
+    probs = smooth.encode(target)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(4, dtype=torch.float64))
+    centers = smooth.centers(target)
+    mean = (probs * centers).sum(-1)
+    torch.testing.assert_close(mean, symlog(target), atol=1e-6, rtol=0)
+    std = ((probs * (centers - mean.unsqueeze(-1)) ** 2).sum(-1)).sqrt() / 0.2  # in bins of width 0.2
+    assert ((std - 0.75).abs() < 0.1).all()  # the bins add their own spread of about 1/sqrt(12) of a bin
+    torch.testing.assert_close(smooth.value(probs.log()), target, rtol=1e-5, atol=1e-5)
+    assert torch.equal(Bins(101, 10.0).encode(target), Bins(101, 10.0).two_hot(target))  # no smoothing: two-hot
+
+
 def test_the_loss_is_the_cross_entropy_to_the_two_hot_target_summed_over_members():
     torch.manual_seed(0)
     logits, target = torch.randn(3, 16, 21), torch.randn(16) * 50
