@@ -1,6 +1,7 @@
 """The training loop: act, step, store, update; and now and then log, evaluate, record or save."""
 
 import dataclasses
+import math
 import signal
 import sys
 import time
@@ -305,7 +306,7 @@ class Trainer:
                            f"{self.env_steps:,} (a smaller learning rate may help).")
 
     def _progress_stats(self) -> dict[str, str]:
-        stats = {"return": f"{self.last_return:.1f}"}
+        stats = {} if math.isnan(self.last_return) else {"return": f"{self.last_return:.1f}"}  # none ended yet
         if self.success_rate is not None:
             stats["success"] = f"{self.success_rate:.2f}"
         if self.evaluator.last is not None:

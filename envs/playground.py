@@ -1,0 +1,222 @@
+"""MuJoCo Playground's tasks (MJX: MuJoCo written in JAX) behind the batched-env protocol, as `playground/<Task>`
+(`playground/CheetahRun`, `playground/CartpoleSwingup`, ...): `--vector-mode mjx` steps N of them as one jitted JAX
+function, and one of them is a Gymnasium env for evaluation (and for the sync and async vector modes).
+
+JAX hands its arrays to torch through DLPack, without a copy. The engine runs MJX's JAX implementation on the CPU
+(`impl: jax`; Playground's default, warp, builds its kernels for minutes on a CPU); a GPU path is for when one has
+run it. The same-step autoreset, the time limit and the action repeat are here, not in Playground's training
+wrappers (brax's), which drop the last observation of an ended episode: an env whose episode ended is reset inside
+the jitted step (only when one has), `final_obs` keeping the observation it ended on. The whole JAX state (the
+physics, the step counts, the random key) is saved with a run's checkpoints, so a resumed run goes on exactly.
+"""
+
+import contextlib
+import functools
+import io
+import logging
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from pathwise.envs.batched import BatchedStep
+from pathwise.envs.make import all_finite
+from pathwise.errors import EnvFault, NonFinite, UserError
+
+PREFIX = "playground/"
+
+
+def _import_playground():
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import jax
+            from mujoco_playground import registry
+    except ImportError as e:
+        raise UserError(f"the playground/ tasks need MuJoCo Playground, which is not installed ({e}); pip install "
+                        "\"pathwise-rl[playground]\" (or -e \".[playground]\" in a checkout).") from None
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    return jax, registry
+
+
+def load(env_id: str, env_kwargs: dict | None = None):
+    """Playground's env for `env_id` ("playground/<Task>") with its default config, MJX's JAX implementation, and
+    `env_kwargs` set in that config (episode_length, action_repeat, or a task's own fields); (env, config)."""
+    _, registry = _import_playground()
+    name = env_id.removeprefix(PREFIX)
+    if name not in registry.ALL_ENVS:
+        suite = ", ".join(sorted(registry.dm_control_suite.ALL_ENVS)[:6])
+        raise UserError(f"MuJoCo Playground has no task '{name}' ({env_id}); its DeepMind Control tasks include "
+                        f"{suite}, ... (mujoco_playground.registry.ALL_ENVS lists them all).")
+    config = registry.get_default_config(name)
+    unknown = sorted(set(env_kwargs or {}) - set(config.keys()))
+    if unknown:
+        raise UserError(f"{env_id}'s config has no {', '.join(unknown)}; it has {', '.join(sorted(config.keys()))}.")
+    try:
+        config.update({"impl": "jax", **(env_kwargs or {})})
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise UserError(f"cannot set {env_kwargs} in {env_id}'s config: {e}") from None
+    try:
+        env = registry.load(name, config=config)
+    except Exception as e:  # a task whose assets are not on this machine, an MJX feature the task needs
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"MuJoCo Playground cannot load '{name}': {first}") from None
+    if not isinstance(env.observation_size, int):
+        raise UserError(f"{env_id} observes {env.observation_size}; the playground/ tasks pathwise runs observe "
+                        "one flat array (the DeepMind Control tasks do).")
+    return env, config
+
+
+class Playground:
+    """N envs of a Playground task stepped as one jitted function on the CPU, behind the protocol. Actions in
+    [-1, 1] go to the task as they are (Playground's tasks take [-1, 1]); each is held for the config's
+    `action_repeat` physics steps, their rewards summed (terminated if the task was done at any of them). An episode is truncated after `episode_length` physics
+    steps (the config's: 1,000 for the DeepMind Control tasks), terminated where the task says it is done; as
+    Gymnasium's TimeLimit, an episode that ends at the limit by termination is both. Initial states come from a JAX
+    key seeded when the envs are made and split at every step that resets one."""
+
+    def __init__(self, env_id: str, num_envs: int, seed: int, env_kwargs: dict | None = None):
+        jax, _ = _import_playground()
+        self.jax, self.cpu = jax, jax.devices("cpu")[0]
+        self.env_id, self.num_envs, self.device = env_id, num_envs, torch.device("cpu")
+        env, config = _loaded(env_id, tuple(sorted((env_kwargs or {}).items())))
+        self.obs_dim, self.act_dim = int(env.observation_size), int(env.action_size)
+        self.repeat = int(config.action_repeat)
+        self.limit = -(-int(config.episode_length) // self.repeat)  # agent steps, rounded up
+        self._reset, self._step = _jitted(env_id, tuple(sorted((env_kwargs or {}).items())), num_envs)
+        self.seed(seed)
+        self.state = self.elapsed = None
+
+    def seed(self, seed: int) -> None:
+        with self.jax.default_device(self.cpu):
+            self.key = self.jax.random.PRNGKey(seed)
+
+    def reset(self) -> torch.Tensor:
+        with self.jax.default_device(self.cpu):
+            self.state, self.elapsed, self.key = self._call("reset", self._reset, self.key)
+        return self._checked(self.state.obs, "at a reset")
+
+    def step(self, action: torch.Tensor) -> BatchedStep:
+        with self.jax.default_device(self.cpu):
+            action = self.jax.dlpack.from_dlpack(action.detach().float().contiguous())
+            self.state, self.elapsed, self.key, final_obs, reward, terminated, truncated = self._call(
+                "step", self._step, self.state, self.elapsed, self.key, action)
+        final_obs, reward = self._checked(final_obs, ""), torch.from_dlpack(reward)
+        if not all_finite(reward.numpy()):
+            raise NonFinite(f"environment '{self.env_id}' returned a non-finite reward "
+                            f"({reward[~reward.isfinite()][0].item()})")
+        ended = torch.from_dlpack(terminated) | torch.from_dlpack(truncated)
+        next_obs = self._checked(self.state.obs, "at a reset") if ended.any() else final_obs
+        return BatchedStep(next_obs, reward, torch.from_dlpack(terminated), torch.from_dlpack(truncated), final_obs)
+
+    def state_dict(self) -> dict:
+        leaves = self.jax.tree.leaves((self.state, self.elapsed, self.key))
+        return {"leaves": [torch.from_numpy(np.array(leaf)) for leaf in leaves]}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.state is None:
+            self.reset()  # the tree's structure to fill
+        treedef = self.jax.tree.structure((self.state, self.elapsed, self.key))
+        with self.jax.default_device(self.cpu):
+            leaves = [self.jax.numpy.asarray(leaf.numpy()) for leaf in state["leaves"]]
+        self.state, self.elapsed, self.key = self.jax.tree.unflatten(treedef, leaves)
+
+    def close(self) -> None:
+        pass
+
+    def _call(self, what: str, fn, *args):
+        try:
+            return fn(*args)
+        except Exception as e:
+            first = str(e).splitlines()[0] if str(e) else "no message"
+            raise EnvFault(f"environment '{self.env_id}' (MJX) raised {type(e).__name__} in {what}: {first}") from e
+
+    def _checked(self, obs, where: str) -> torch.Tensor:
+        obs = torch.from_dlpack(obs)
+        if not all_finite(obs.numpy()):
+            bad = obs[~obs.isfinite()][0].item()
+            raise NonFinite(f"environment '{self.env_id}' returned a non-finite observation ({bad}){where and ' '}"
+                            f"{where}")
+        return obs
+
+
+@functools.cache
+def _loaded(env_id: str, env_kwargs: tuple):
+    return load(env_id, dict(env_kwargs))
+
+
+@functools.cache
+def _jitted(env_id: str, env_kwargs: tuple, num_envs: int):
+    """The batch's reset(key) -> (state, elapsed, key) and step(state, elapsed, key, action) -> (state, elapsed,
+    key, final_obs, reward, terminated, truncated), jitted; one pair for each task, config and batch size in a
+    process (the evaluation env and the sync mode's envs share theirs)."""
+    import jax
+    import jax.numpy as jnp
+
+    env, config = _loaded(env_id, env_kwargs)
+    repeat = int(config.action_repeat)
+    limit = -(-int(config.episode_length) // repeat)
+
+    def reset(key):
+        key, sub = jax.random.split(key)
+        state = jax.vmap(env.reset)(jax.random.split(sub, num_envs))
+        return state, jnp.zeros(num_envs, jnp.int32), key
+
+    def step(state, elapsed, key, action):
+        def physics(carry, _):
+            state, reward, done = carry
+            state = jax.vmap(env.step)(state, action)
+            return (state, reward + state.reward, done | (state.done > 0)), None
+
+        zeros = jnp.zeros(num_envs)
+        (stepped, reward, terminated), _ = jax.lax.scan(physics, (state, zeros, zeros > 0), None, length=repeat)
+        elapsed = elapsed + 1
+        truncated = elapsed >= limit
+        ended = terminated | truncated
+        key, sub = jax.random.split(key)
+
+        def reset_ended(_):
+            fresh = jax.vmap(env.reset)(jax.random.split(sub, num_envs))
+            return jax.tree.map(lambda f, s: jnp.where(ended.reshape((-1,) + (1,) * (s.ndim - 1)), f, s),
+                                fresh, stepped)
+
+        state = jax.lax.cond(ended.any(), reset_ended, lambda _: stepped, None)
+        return (state, jnp.where(ended, 0, elapsed), key, stepped.obs, reward.astype(jnp.float32), terminated,
+                truncated)
+
+    return jax.jit(reset), jax.jit(step)
+
+
+class PlaygroundEnv(gym.Env):
+    """One env of a Playground task as a Gymnasium env: the evaluation env of a `--vector-mode mjx` run, and what
+    the sync and async vector modes step (slowly: a jitted call per env step). Its episodes end as the batch's
+    do (time limit and action repeat from the task's config); `reset(seed=s)` seeds its JAX key."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, task: str, **env_kwargs):
+        self.batch = Playground(PREFIX + task, 1, 0, env_kwargs)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.batch.obs_dim,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.batch.act_dim,), np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self.batch.seed(seed)
+        return self.batch.reset()[0].numpy().copy(), {}
+
+    def step(self, action):
+        out = self.batch.step(torch.as_tensor(np.asarray(action), dtype=torch.float32).reshape(1, -1))
+        return (out.final_obs[0].numpy().copy(), float(out.reward[0]), bool(out.terminated[0]),
+                bool(out.truncated[0]), {})
+
+
+def _register() -> None:
+    _, registry = _import_playground()
+    for name in registry.ALL_ENVS:
+        if PREFIX + name not in gym.registry:
+            gym.register(PREFIX + name, entry_point=PlaygroundEnv, kwargs={"task": name})
+
+
+_register()
