@@ -5,7 +5,8 @@
     python benchmarks/vector_envs.py --skip-alone --train-steps 10000  # also a training run (updates included)
 
 The env alone: random actions stepped through each engine with its own autoreset (Gymnasium's vector envs as
-`gymnasium.make_vec` makes them, EnvPool's synchronous pool), env steps per second over `--alone-steps` env steps.
+`gymnasium.make_vec` makes them, EnvPool's synchronous pool, the batched engines `mjx` and `torch` through the
+protocol: `--envs playground/CheetahRun --modes mjx`), env steps per second over `--alone-steps` env steps.
 Through the project: `train.py --vector-mode MODE --num-envs 8` making only random steps (learning starts after the
 last step, no evaluation, no checkpoint), timed as a whole process, imports included; with `--train-steps`, also a
 run that updates (1,000 random steps, then an update per vector step). Sides alternate in every round; medians.
@@ -34,12 +35,26 @@ _spec.loader.exec_module(throughput)
 def alone(mode: str, env_id: str, num_envs: int, steps: int) -> float:
     """Env steps/s of `num_envs` envs of `env_id` in `mode`, over about `steps` env steps (after one warm-up)."""
     calls = max(steps // num_envs, 10)
+    if mode in ("mjx", "torch"):  # the batched engines, through the protocol (actions in [-1, 1] as tensors)
+        import torch
+
+        from pathwise.envs import make_batched_env
+        envs = make_batched_env(env_id, num_envs, mode, seed=0)
+        actions = torch.rand((calls, num_envs, envs.act_dim), generator=torch.Generator().manual_seed(0)) * 2 - 1
+        envs.reset()
+        envs.step(actions[0])  # MJX compiles its step here
+        start = time.perf_counter()
+        for action in actions:
+            envs.step(action)
+        return calls * num_envs / (time.perf_counter() - start)
     if mode == "envpool":
         import envpool
         envs = envpool.make_gymnasium(env_id, num_envs=num_envs, batch_size=num_envs, seed=0,
                                       num_threads=min(num_envs, len(os.sched_getaffinity(0))))
     else:
         import gymnasium as gym
+        if env_id.startswith("dm_control/"):
+            import shimmy  # noqa: F401 (registers the DeepMind Control tasks)
         envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode)
     act_dim = envs.action_space.shape[-1]
     actions = np.random.default_rng(0).uniform(-1, 1, (calls, num_envs, act_dim))
@@ -80,6 +95,7 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=0, help="env steps of a run that updates (0: none)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-alone", action="store_true")
+    parser.add_argument("--skip-runs", action="store_true", help="the env alone only")
     args = parser.parse_args()
     print(f"CPU: {throughput.describe_cpu()}; {len(os.sched_getaffinity(0))} CPUs usable", flush=True)
     for env_id in args.envs:
@@ -91,6 +107,8 @@ def main() -> None:
                         rates[mode].append(alone(mode, env_id, n, args.alone_steps))
                 line = ", ".join(f"{mode} {statistics.median(r):,.0f}" for mode, r in rates.items())
                 print(f"{env_id}, {n} envs, the env alone (env steps/s, median of {args.rounds}): {line}", flush=True)
+        if args.skip_runs:
+            continue
         runs = [("random steps", args.run_steps, args.run_steps)]
         if args.train_steps:
             runs.append(("training", args.train_steps, 1_000))

@@ -1,5 +1,6 @@
 """The batched-env protocol: many envs stepped as one, observations and actions as torch tensors on the envs'
-device, and the engines behind it (--vector-mode): torch-native tasks (envs/torch_envs.py) and EnvPool."""
+device, and the engines behind it (--vector-mode): torch-native tasks (envs/torch_envs.py), EnvPool, and MuJoCo
+Playground's MJX tasks (envs/playground.py)."""
 
 import contextlib
 import io
@@ -122,10 +123,17 @@ def _import_envpool():
 def make_batched_env(env_id: str, num_envs: int, mode: str, seed: int, env_kwargs: dict | None = None,
                      threads: int = 1) -> BatchedEnv:
     """`num_envs` envs of `env_id` behind the protocol, on the CPU: EnvPool's (`mode` "envpool", stepped by up to
-    `threads` threads) or the torch-native task (`mode` "torch"). The torch-native tasks can live on a GPU too
-    (their `device`); a run keeps them on the CPU until that path has been run and measured on one."""
+    `threads` threads), MuJoCo Playground's in MJX (`mode` "mjx") or the torch-native task (`mode` "torch"). The
+    torch-native tasks can live on a GPU too (their `device`); a run keeps them on the CPU until that path has been
+    run and measured on one."""
     if mode == "envpool":
         return EnvPool(env_id, num_envs, seed, env_kwargs, min(num_envs, threads))
+    if mode == "mjx":
+        if not env_id.startswith("playground/"):
+            raise UserError(f"--vector-mode mjx runs MuJoCo Playground's tasks (playground/<Task>, for example "
+                            f"playground/CheetahRun); '{env_id}' is not one.")
+        from pathwise.envs.playground import Playground
+        return Playground(env_id, num_envs, seed, env_kwargs)
     from pathwise.envs.torch_envs import TORCH_ENVS
     if env_id not in TORCH_ENVS:
         raise UserError(f"--vector-mode torch has no task '{env_id}'; it has {', '.join(TORCH_ENVS)}.")

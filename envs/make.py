@@ -25,7 +25,8 @@ AUTORESET_MODE = AutoresetMode.DISABLED
 # Env families that register themselves on import: the id's prefix, the module, and the extra that installs it.
 PLUGINS = (("Fetch", "gymnasium_robotics", "robotics"), ("HandManipulate", "gymnasium_robotics", "robotics"),
            ("HandReach", "gymnasium_robotics", "robotics"), ("dm_control/", "shimmy", "dmc"),
-           ("pathwise/", "pathwise.envs.torch_envs", None))
+           ("pathwise/", "pathwise.envs.torch_envs", None),
+           ("playground/", "pathwise.envs.playground", "playground"))
 
 
 def _register_plugin(env_id: str) -> None:

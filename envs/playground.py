@@ -71,9 +71,10 @@ def load(env_id: str, env_kwargs: dict | None = None):
 class Playground:
     """N envs of a Playground task stepped as one jitted function on the CPU, behind the protocol. Actions in
     [-1, 1] go to the task as they are (Playground's tasks take [-1, 1]); each is held for the config's
-    `action_repeat` physics steps, their rewards summed (terminated if the task was done at any of them). An episode is truncated after `episode_length` physics
-    steps (the config's: 1,000 for the DeepMind Control tasks), terminated where the task says it is done; as
-    Gymnasium's TimeLimit, an episode that ends at the limit by termination is both. Initial states come from a JAX
+    `action_repeat` physics steps, their rewards summed (terminated if the task was done at any of them). An
+    episode is truncated after `episode_length` physics steps (the config's: 1,000 for the DeepMind Control tasks),
+    terminated where the task says it is done; as Gymnasium's TimeLimit, an episode that ends at the limit by
+    termination is both. Initial states come from a JAX
     key seeded when the envs are made and split at every step that resets one."""
 
     def __init__(self, env_id: str, num_envs: int, seed: int, env_kwargs: dict | None = None):

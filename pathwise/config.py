@@ -75,9 +75,10 @@ class Config:
     run has the rates of a run of this length up to it (its evaluations there are that run's)."""
     num_envs: int = 1
     """Environments stepped together."""
-    vector_mode: Literal["sync", "async", "envpool", "torch"] = setting("sync", experiment=False)
+    vector_mode: Literal["sync", "async", "envpool", "torch", "mjx"] = setting("sync", experiment=False)
     """sync steps the num-envs environments in this process; async gives each a subprocess (for costly envs);
-    envpool steps them in EnvPool's C++ threads (its MuJoCo tasks); torch as tensors (the torch-native tasks)."""
+    envpool steps them in EnvPool's C++ threads (its MuJoCo tasks); torch as tensors (the torch-native tasks); mjx
+    as one jitted JAX function (MuJoCo Playground's tasks, playground/<Task>)."""
     on_nonfinite: Literal["stop", "drop"] = setting("stop", resumable=True)
     """A NaN or infinite observation or reward from a training env: stop (the run saved at the step before), or
     drop (the episode's transitions are never sampled, the env is reset, train/dropped_episodes counts them)."""

@@ -22,6 +22,7 @@ TASK = "playground/CartpoleSwingup"
 def reference(env_kwargs: dict | None = None):
     """Playground's own env, stepped by hand in JAX: what the engine must agree with."""
     import jax
+
     from pathwise.envs.playground import load
     env, _ = load(TASK, env_kwargs)
     return jax, env, jax.jit(jax.vmap(env.reset)), jax.jit(jax.vmap(env.step))
@@ -53,6 +54,7 @@ def test_the_engine_steps_as_playground_and_autoresets_in_the_same_step_at_trunc
 
 def test_termination_stays_apart_from_truncation_and_the_action_repeat_sums_rewards(monkeypatch):
     import jax.numpy as jnp
+
     from pathwise.envs import playground
 
     env, config = playground.load(TASK, {"action_repeat": 2, "episode_length": 20})
@@ -73,7 +75,7 @@ def test_termination_stays_apart_from_truncation_and_the_action_repeat_sums_rewa
         envs = playground.Playground(TASK, 2, seed=0)
         envs.reset()
         terminated, truncated = [], []
-        for t in range(1, 11):  # env 0 pushes right until it falls; env 1 pushes left and runs out of time
+        for _ in range(10):  # env 0 pushes right until it falls; env 1 pushes left and runs out of time
             out = envs.step(torch.tensor([[1.0], [-1.0]]))
             ended = out.terminated | out.truncated
             assert torch.equal(out.next_obs[~ended], out.final_obs[~ended])
