@@ -3,6 +3,7 @@ device, and the engines behind it (--vector-mode): torch-native tasks (envs/torc
 Playground's MJX tasks (envs/playground.py)."""
 
 import contextlib
+import importlib
 import io
 import warnings
 from typing import NamedTuple, Protocol
@@ -45,14 +46,45 @@ class BatchedEnv(Protocol):
         ...
 
 
-class EnvPool:
+class Engine:
+    """What an engine from another library shares: what it does wrong becomes one sentence, an exception it raises
+    an EnvFault, a NaN or infinite number it returns NonFinite, caught before anything stores it."""
+    env_id: str
+    engine: str  # its name in those sentences
+
+    def _call(self, what: str, fn, *args):
+        try:
+            return fn(*args)
+        except Exception as e:
+            first = str(e).splitlines()[0] if str(e) else "no message"
+            raise EnvFault(f"environment '{self.env_id}' ({self.engine}) raised {type(e).__name__} in {what}: "
+                           f"{first}") from e
+
+    def _checked(self, obs: np.ndarray, where: str) -> torch.Tensor:
+        """float32 observations as a tensor (the same memory where they are float32 already)."""
+        if not all_finite(obs):
+            bad = obs[~np.isfinite(obs)][0]
+            raise NonFinite(f"environment '{self.env_id}' returned a non-finite observation ({bad}){where and ' '}"
+                            f"{where}")
+        return torch.from_numpy(obs.astype(np.float32, copy=False))
+
+    def _checked_reward(self, reward: np.ndarray) -> torch.Tensor:
+        if not all_finite(reward):
+            raise NonFinite(f"environment '{self.env_id}' returned a non-finite reward "
+                            f"({reward[~np.isfinite(reward)][0]})")
+        return torch.from_numpy(reward.astype(np.float32, copy=False))
+
+
+class EnvPool(Engine):
     """EnvPool's C++ thread pool (its Gymnasium API, synchronous) behind the protocol. EnvPool resets an ended env
     at that env's next step, and returns the reset as a step of its own (reward 0, the action ignored); here the
     ended envs are stepped once more at once, so the reset lands in the same step and no transition spans it.
     EnvPool draws each env's resets from seeds fixed when the pool is made: its episodes cannot be put back."""
 
+    engine = "EnvPool"
+
     def __init__(self, env_id: str, num_envs: int, seed: int, env_kwargs: dict | None = None, threads: int = 1):
-        envpool = _import_envpool()
+        (envpool,) = import_engine("envpool", "--vector-mode envpool needs EnvPool", "envpool")
         if env_id not in envpool.list_all_envs():
             raise UserError(f"EnvPool has no task '{env_id}' (--vector-mode envpool); its MuJoCo tasks include "
                             "HalfCheetah-v5, Hopper-v5, Walker2d-v5 and Ant-v5, or use --vector-mode sync.")
@@ -78,46 +110,29 @@ class EnvPool:
             rows = np.argsort(info["env_id"])  # env i's row
             obs, reward, terminated, truncated = obs[rows], reward[rows], terminated[rows], truncated[rows]
         next_obs = final_obs = self._checked(obs, "")
-        if not all_finite(reward):
-            raise NonFinite(f"environment '{self.env_id}' returned a non-finite reward "
-                            f"({reward[~np.isfinite(reward)][0]})")
+        reward = self._checked_reward(reward)
         ended = np.flatnonzero(terminated | truncated)
         if len(ended):
             reset_obs, _, _, _, reset_info = self._call("reset", self.pool.step, np.zeros((len(ended), self.act_dim)),
                                                         ended)
             next_obs = final_obs.clone()
             next_obs[torch.as_tensor(reset_info["env_id"])] = self._checked(reset_obs, "at a reset")
-        return BatchedStep(next_obs, torch.from_numpy(reward.astype(np.float32)), torch.from_numpy(terminated),
-                           torch.from_numpy(truncated), final_obs)
-
-    def _call(self, what: str, fn, *args):
-        try:
-            return fn(*args)
-        except Exception as e:
-            first = str(e).splitlines()[0] if str(e) else "no message"
-            raise EnvFault(f"environment '{self.env_id}' (EnvPool) raised {type(e).__name__} in {what}: "
-                           f"{first}") from e
-
-    def _checked(self, obs: np.ndarray, where: str) -> torch.Tensor:
-        if not all_finite(obs):
-            bad = obs[~np.isfinite(obs)][0]
-            raise NonFinite(f"environment '{self.env_id}' returned a non-finite observation ({bad}){where and ' '}"
-                            f"{where}")
-        return torch.from_numpy(obs.astype(np.float32))
+        return BatchedStep(next_obs, reward, torch.from_numpy(terminated), torch.from_numpy(truncated), final_obs)
 
     def close(self) -> None:
         self.pool.close()
 
 
-def _import_envpool():
+def import_engine(extra: str, needs: str, *modules: str) -> list:
+    """An engine's modules, imported with what they print on import (notices, warnings) kept quiet; if one is
+    missing, one sentence: `needs` "..., which is not installed" and the extra that installs it."""
     try:
         with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import envpool
+            return [importlib.import_module(module) for module in modules]
     except ImportError as e:
-        raise UserError(f"--vector-mode envpool needs EnvPool, which is not installed ({e}); pip install "
-                        "\"pathwise-rl[envpool]\" (or -e \".[envpool]\" in a checkout).") from None
-    return envpool
+        raise UserError(f"{needs}, which is not installed ({e}); pip install \"pathwise-rl[{extra}]\" (or -e "
+                        f"\".[{extra}]\" in a checkout).") from None
 
 
 def make_batched_env(env_id: str, num_envs: int, mode: str, seed: int, env_kwargs: dict | None = None,

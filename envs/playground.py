@@ -10,34 +10,24 @@ the jitted step (only when one has), `final_obs` keeping the observation it ende
 physics, the step counts, the random key) is saved with a run's checkpoints, so a resumed run goes on exactly.
 """
 
-import contextlib
 import functools
-import io
 import logging
-import warnings
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from pathwise.envs.batched import BatchedStep
-from pathwise.envs.make import all_finite
-from pathwise.errors import EnvFault, NonFinite, UserError
+from pathwise.envs.batched import BatchedStep, Engine, import_engine
+from pathwise.errors import UserError
 
 PREFIX = "playground/"
 
 
 def _import_playground():
-    try:
-        with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import jax
-            from mujoco_playground import registry
-    except ImportError as e:
-        raise UserError(f"the playground/ tasks need MuJoCo Playground, which is not installed ({e}); pip install "
-                        "\"pathwise-rl[playground]\" (or -e \".[playground]\" in a checkout).") from None
+    jax, playground = import_engine("playground", "the playground/ tasks need MuJoCo Playground", "jax",
+                                    "mujoco_playground")
     logging.getLogger("absl").setLevel(logging.ERROR)
-    return jax, registry
+    return jax, playground.registry
 
 
 def load(env_id: str, env_kwargs: dict | None = None):
@@ -68,7 +58,7 @@ def load(env_id: str, env_kwargs: dict | None = None):
     return env, config
 
 
-class Playground:
+class Playground(Engine):
     """N envs of a Playground task stepped as one jitted function on the CPU, behind the protocol. Actions in
     [-1, 1] go to the task as they are (Playground's tasks take [-1, 1]); each is held for the config's
     `action_repeat` physics steps, their rewards summed (terminated if the task was done at any of them). An
@@ -76,6 +66,8 @@ class Playground:
     terminated where the task says it is done; as Gymnasium's TimeLimit, an episode that ends at the limit by
     termination is both. Initial states come from a JAX
     key seeded when the envs are made and split at every step that resets one."""
+
+    engine = "MJX"
 
     def __init__(self, env_id: str, num_envs: int, seed: int, env_kwargs: dict | None = None):
         jax, _ = _import_playground()
@@ -96,20 +88,18 @@ class Playground:
     def reset(self) -> torch.Tensor:
         with self.jax.default_device(self.cpu):
             self.state, self.elapsed, self.key = self._call("reset", self._reset, self.key)
-        return self._checked(self.state.obs, "at a reset")
+        return self._checked(_host(self.state.obs), "at a reset")
 
     def step(self, action: torch.Tensor) -> BatchedStep:
         with self.jax.default_device(self.cpu):
             action = self.jax.dlpack.from_dlpack(action.detach().float().contiguous())
             self.state, self.elapsed, self.key, final_obs, reward, terminated, truncated = self._call(
                 "step", self._step, self.state, self.elapsed, self.key, action)
-        final_obs, reward = self._checked(final_obs, ""), torch.from_dlpack(reward)
-        if not all_finite(reward.numpy()):
-            raise NonFinite(f"environment '{self.env_id}' returned a non-finite reward "
-                            f"({reward[~reward.isfinite()][0].item()})")
-        ended = torch.from_dlpack(terminated) | torch.from_dlpack(truncated)
-        next_obs = self._checked(self.state.obs, "at a reset") if ended.any() else final_obs
-        return BatchedStep(next_obs, reward, torch.from_dlpack(terminated), torch.from_dlpack(truncated), final_obs)
+        final_obs, reward = self._checked(_host(final_obs), ""), self._checked_reward(_host(reward))
+        terminated, truncated = torch.from_dlpack(terminated), torch.from_dlpack(truncated)
+        ended = terminated | truncated
+        next_obs = self._checked(_host(self.state.obs), "at a reset") if ended.any() else final_obs
+        return BatchedStep(next_obs, reward, terminated, truncated, final_obs)
 
     def state_dict(self) -> dict:
         leaves = self.jax.tree.leaves((self.state, self.elapsed, self.key))
@@ -126,20 +116,10 @@ class Playground:
     def close(self) -> None:
         pass
 
-    def _call(self, what: str, fn, *args):
-        try:
-            return fn(*args)
-        except Exception as e:
-            first = str(e).splitlines()[0] if str(e) else "no message"
-            raise EnvFault(f"environment '{self.env_id}' (MJX) raised {type(e).__name__} in {what}: {first}") from e
 
-    def _checked(self, obs, where: str) -> torch.Tensor:
-        obs = torch.from_dlpack(obs)
-        if not all_finite(obs.numpy()):
-            bad = obs[~obs.isfinite()][0].item()
-            raise NonFinite(f"environment '{self.env_id}' returned a non-finite observation ({bad}){where and ' '}"
-                            f"{where}")
-        return obs
+def _host(array) -> np.ndarray:
+    """A JAX array on the CPU as NumPy, the same memory (through torch, whose view NumPy may write to)."""
+    return torch.from_dlpack(array).numpy()
 
 
 @functools.cache
