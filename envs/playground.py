@@ -10,7 +10,6 @@ the jitted step (only when one has), `final_obs` keeping the observation it ende
 physics, the step counts, the random key) is saved with a run's checkpoints, so a resumed run goes on exactly.
 """
 
-import functools
 import logging
 
 import gymnasium as gym
@@ -61,11 +60,11 @@ def load(env_id: str, env_kwargs: dict | None = None):
 class Playground(Engine):
     """N envs of a Playground task stepped as one jitted function on the CPU, behind the protocol. Actions in
     [-1, 1] go to the task as they are (Playground's tasks take [-1, 1]); each is held for the config's
-    `action_repeat` physics steps, their rewards summed (terminated if the task was done at any of them). An
-    episode is truncated after `episode_length` physics steps (the config's: 1,000 for the DeepMind Control tasks),
-    terminated where the task says it is done; as Gymnasium's TimeLimit, an episode that ends at the limit by
-    termination is both. Initial states come from a JAX
-    key seeded when the envs are made and split at every step that resets one."""
+    `action_repeat` control steps (Playground's env steps), their rewards summed, terminated if the task was done
+    at any of them. An episode is truncated after `episode_length` control steps (the config's: 1,000 for the
+    DeepMind Control tasks), terminated where the task says it is done; as Gymnasium's TimeLimit, an episode that
+    ends at the limit by termination is both. Initial states come from a JAX key seeded when the envs are made and
+    split at every step."""
 
     engine = "MJX"
 
@@ -73,11 +72,9 @@ class Playground(Engine):
         jax, _ = _import_playground()
         self.jax, self.cpu = jax, jax.devices("cpu")[0]
         self.env_id, self.num_envs, self.device = env_id, num_envs, torch.device("cpu")
-        env, config = _loaded(env_id, tuple(sorted((env_kwargs or {}).items())))
+        env, _ = _loaded(env_id, env_kwargs or {})
         self.obs_dim, self.act_dim = int(env.observation_size), int(env.action_size)
-        self.repeat = int(config.action_repeat)
-        self.limit = -(-int(config.episode_length) // self.repeat)  # agent steps, rounded up
-        self._reset, self._step = _jitted(env_id, tuple(sorted((env_kwargs or {}).items())), num_envs)
+        self._reset, self._step = _jitted(env_id, env_kwargs or {}, num_envs)
         self.seed(seed)
         self.state = self.elapsed = None
 
@@ -122,22 +119,32 @@ def _host(array) -> np.ndarray:
     return torch.from_dlpack(array).numpy()
 
 
-@functools.cache
-def _loaded(env_id: str, env_kwargs: tuple):
-    return load(env_id, dict(env_kwargs))
+_MADE: dict = {}  # what a process has loaded and jitted, by task, config and batch size
 
 
-@functools.cache
-def _jitted(env_id: str, env_kwargs: tuple, num_envs: int):
+def _loaded(env_id: str, env_kwargs: dict):
+    key = (env_id, repr(sorted(env_kwargs.items())))
+    if key not in _MADE:
+        _MADE[key] = load(env_id, env_kwargs)
+    return _MADE[key]
+
+
+def _jitted(env_id: str, env_kwargs: dict, num_envs: int):
     """The batch's reset(key) -> (state, elapsed, key) and step(state, elapsed, key, action) -> (state, elapsed,
     key, final_obs, reward, terminated, truncated), jitted; one pair for each task, config and batch size in a
     process (the evaluation env and the sync mode's envs share theirs)."""
+    key = (env_id, repr(sorted(env_kwargs.items())), num_envs)
+    if key not in _MADE:
+        _MADE[key] = _compiled(*_loaded(env_id, env_kwargs), num_envs)
+    return _MADE[key]
+
+
+def _compiled(env, config, num_envs: int):
     import jax
     import jax.numpy as jnp
 
-    env, config = _loaded(env_id, env_kwargs)
     repeat = int(config.action_repeat)
-    limit = -(-int(config.episode_length) // repeat)
+    limit = -(-int(config.episode_length) // repeat)  # agent steps, rounded up
 
     def reset(key):
         key, sub = jax.random.split(key)

@@ -70,22 +70,20 @@ def test_termination_stays_apart_from_truncation_and_the_action_repeat_sums_rewa
             return state.replace(done=jnp.where(state.obs[0] > 0.1, 1.0, 0.0))
 
     monkeypatch.setattr(playground, "_loaded", lambda *_: (Falls(), config))
-    playground._jitted.cache_clear()
-    try:
-        envs = playground.Playground(TASK, 2, seed=0)
-        envs.reset()
-        terminated, truncated = [], []
-        for _ in range(10):  # env 0 pushes right until it falls; env 1 pushes left and runs out of time
-            out = envs.step(torch.tensor([[1.0], [-1.0]]))
-            ended = out.terminated | out.truncated
-            assert torch.equal(out.next_obs[~ended], out.final_obs[~ended])
-            assert (out.final_obs[out.terminated, 0] > 0.1).all()
-            terminated.append(out.terminated.tolist())
-            truncated.append(out.truncated.tolist())
-        assert any(term[0] for term in terminated[:-1]) and not any(term[1] for term in terminated)
-        assert [trunc[1] for trunc in truncated] == [False] * 9 + [True]  # 20 physics steps at 2 an action
-    finally:
-        playground._jitted.cache_clear()
+    monkeypatch.setattr(playground, "_MADE", {})
+    envs = playground.Playground(TASK, 2, seed=0)
+    envs.reset()
+    terminated, truncated = [], []
+    for _ in range(10):  # env 0 pushes right until it falls; env 1 pushes left and runs out of time
+        out = envs.step(torch.tensor([[1.0], [-1.0]]))
+        ended = out.terminated | out.truncated
+        assert torch.equal(out.next_obs[~ended], out.final_obs[~ended])
+        assert (out.final_obs[out.terminated, 0] > 0.1).all()
+        terminated.append(out.terminated.tolist())
+        truncated.append(out.truncated.tolist())
+    assert any(term[0] for term in terminated[:-1]) and not any(term[1] for term in terminated)
+    assert [trunc[1] for trunc in truncated] == [False] * 9 + [True]  # 20 control steps at 2 an action
+    monkeypatch.undo()
 
     jax, _, reset, step = reference()
     twice = playground.Playground(TASK, 1, seed=3, env_kwargs={"action_repeat": 2})
