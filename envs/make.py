@@ -7,6 +7,7 @@ import importlib
 import io
 import math
 import signal
+import sys
 import warnings
 
 import gymnasium as gym
@@ -51,6 +52,8 @@ def _gym_make(env_id: str, env_kwargs: dict, **kwargs) -> gym.Env:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see gymnasium.pprint_registry() for the ids."
         raise UserError(f"unknown environment '{env_id}'{hint}")
+    if ":" not in env_id and "mujoco" in str(gym.spec(env_id).entry_point):
+        _quiet_model_notices()
     try:
         return gym.make(env_id, **env_kwargs, **kwargs)
     except TypeError as e:
@@ -62,6 +65,19 @@ def _gym_make(env_id: str, env_kwargs: dict, **kwargs) -> gym.Env:
         raise UserError(f"environment '{env_id}' needs a package that is not installed: {e}") from None
     except (gym.error.Error, ImportError, ModuleNotFoundError) as e:
         raise UserError(f"cannot make environment '{env_id}': {e}") from None
+
+
+@functools.cache
+def _quiet_model_notices() -> None:
+    """MuJoCo 4 warns at every load of Gymnasium's MuJoCo models that they use a deprecated attribute
+    ('settotalmass'), twice a run, which nobody running them can act on; its other warnings still reach stderr."""
+    import mujoco
+
+    def warn(message: str) -> None:
+        if "'settotalmass' is deprecated" not in message:
+            print(f"MuJoCo warning: {message}", file=sys.stderr, flush=True)
+
+    mujoco.set_mju_user_warning(warn)
 
 
 def _check_spaces(env_id: str, env: gym.Env) -> None:

@@ -37,3 +37,12 @@ def test_vector_env_does_not_reset_by_itself():
     assert truncated.all() and obs[:, 0].tolist() == [3, 3]  # the true last observation, not a reset one
     obs, _ = envs.reset(seed=[5, None], options={"reset_mask": np.array([True, False])})
     assert obs[:, 0].tolist() == [0, 3]
+
+
+def test_making_a_mujoco_env_leaves_out_mujocos_notice_about_gymnasiums_models_and_keeps_its_other_warnings(capfd):
+    mujoco = pytest.importorskip("mujoco")
+    make_env("HalfCheetah-v5").close()
+    assert "settotalmass" not in capfd.readouterr().err
+    handler = mujoco.get_mju_user_warning()
+    handler("something else went wrong")
+    assert "MuJoCo warning: something else went wrong" in capfd.readouterr().err
