@@ -1,4 +1,5 @@
-"""A categorical value: a critic's logits over fixed bins, fit by cross-entropy instead of a squared error.
+"""A categorical value: a critic's logits over fixed bins, fit by cross-entropy instead of a squared error; and a
+scalar critic read in the same symlog space.
 
 Bins are evenly spaced in symlog(v) = sign(v) log(1 + |v|) (Hafner et al. 2023, DreamerV3; TD-MPC2's critics), so
 one support covers returns of any size and no task needs its rewards scaled. A scalar target is encoded "two-hot":
@@ -56,7 +57,22 @@ class Bins:
         """(..., count) logits -> (...) values: symexp of the expected bin."""
         return symexp((logits.softmax(dim=-1) * self.centers(logits)).sum(dim=-1))
 
-    def cross_entropy(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """logits (E, B, count) against scalar targets (B,): each member's mean over the batch, summed over the
         members (as the squared loss it replaces). The target is a constant: no gradient reaches it."""
         return -(self.encode(target.detach()) * logits.log_softmax(dim=-1)).sum(dim=-1).mean(dim=-1).sum()
+
+
+class SymlogScalar:
+    """A scalar critic in symlog space (DreamerV3's symlog regression): each critic outputs symlog(Q), fit by the
+    squared error to symlog(target), and Q = symexp(output). One scale for every task's returns, as the bins
+    have, with a regression's loss."""
+
+    def value(self, out: torch.Tensor) -> torch.Tensor:
+        """(E, B) outputs -> (E, B) values."""
+        return symexp(out)
+
+    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """outputs (E, B) against scalar targets (B,): half the squared error in symlog space, each member's mean
+        over the batch, summed over the members (as the squared loss in Q it replaces)."""
+        return 0.5 * (out - symlog(target.detach())).square().mean(dim=-1).sum()

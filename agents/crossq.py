@@ -15,7 +15,7 @@ from typing import ClassVar
 import torch
 
 from pathwise.agents.batch import Batch
-from pathwise.agents.categorical import Bins
+from pathwise.agents.categorical import Bins, SymlogScalar
 from pathwise.agents.hyperparams import ActorCriticConfig, MaxEntropyConfig, check, check_widths
 from pathwise.agents.networks import Actor, BatchRenorm, QEnsemble, hidden_linears, project_to_unit_rows_
 from pathwise.agents.sac import actor_loss, init_temperature, temperature_loss
@@ -59,6 +59,10 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
     value_smoothing: float = 0.0
     """0: the TD target encoded two-hot. Above 0: as a Gaussian of this width in bins over the bins (HL-Gauss;
     Farebrother et al. 2024 found 0.75 best)."""
+    value_symlog: bool = False
+    """A scalar critic that outputs symlog(Q), fit by the squared error to symlog of the TD target (DreamerV3's
+    symlog regression): one scale for every task's returns, as the categorical critic has, with a scalar's loss.
+    Not with value_bins."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -77,6 +81,8 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
               f"value_bins must be 0 (a scalar critic) or at least 2, got {self.value_bins}.")
         check(self.value_limit > 0, f"value_limit must be positive, got {self.value_limit}.")
         check(self.value_smoothing >= 0, f"value_smoothing must be zero or positive, got {self.value_smoothing}.")
+        check(not (self.value_symlog and self.value_bins),
+              "value_symlog is a scalar critic's; with value_bins the bins are already in symlog space.")
 
     def make_agent(self, obs_dim: int, act_dim: int, device: torch.device) -> "CrossQ":
         return CrossQ(obs_dim, act_dim, self, device)
@@ -90,30 +96,34 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
         return functools.partial(BatchRenorm, momentum=self.batch_norm_momentum,
                                  warmup_steps=self.renorm_warmup_steps)
 
-    def bins(self) -> Bins | None:
-        return Bins(self.value_bins, self.value_limit, self.value_smoothing) if self.value_bins else None
+    def value_head(self) -> Bins | SymlogScalar | None:
+        """How the critics' outputs are read as Q and fit to the TD target; None: they are Q, fit by the squared
+        error."""
+        if self.value_bins:
+            return Bins(self.value_bins, self.value_limit, self.value_smoothing)
+        return SymlogScalar() if self.value_symlog else None
 
 
 def critic_loss(batch: Batch, actor: Actor, critic: QEnsemble, alpha: torch.Tensor,
-                bins: Bins | None = None) -> tuple[torch.Tensor, dict]:
+                head: Bins | SymlogScalar | None = None) -> tuple[torch.Tensor, dict]:
     """The critics in training mode, on (s, a) and (s', a') joined into one batch of 2B; no target network. The
-    actor draws a' with its running statistics, as when acting. With `bins`, the critics output logits over them
-    and are fit by cross-entropy to the same target."""
+    actor draws a' with its running statistics, as when acting. With a value `head`, the critics' outputs are read
+    through it (logits over bins, or symlog(Q)) and fit by its loss to the same target."""
     with torch.no_grad():
         next_action, next_log_prob = actor(batch.next_obs).rsample_and_log_prob()  # (B, A), (B,)
     out = critic(torch.cat([batch.obs, batch.next_obs]), torch.cat([batch.action, next_action]),
-                 train=True)  # (E, 2B), or logits (E, 2B, bins)
-    q, next_q = out.chunk(2, dim=1)  # (E, B) each, or (E, B, bins)
+                 train=True)  # (E, 2B), or (E, 2B, outputs) with a head
+    q, next_q = out.chunk(2, dim=1)  # (E, B) each, or (E, B, outputs)
     with torch.no_grad():
-        if bins is not None:
-            next_q = bins.value(next_q)
+        if head is not None:
+            next_q = head.value(next_q)
         # Only a true terminal state stops bootstrapping; a time-limit truncation is stored with terminated=0.
         next_v = next_q.min(dim=0).values - alpha * next_log_prob  # (B,)
         q_target = batch.reward + batch.discount * (1.0 - batch.terminated) * next_v  # (B,)
-    if bins is None:
+    if head is None:
         loss = 0.5 * (q - q_target).square().mean(dim=1).sum()
     else:
-        loss, q = bins.cross_entropy(q, q_target), bins.value(q.detach())
+        loss, q = head.loss(q, q_target), head.value(q.detach())
     return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
 
 
@@ -127,7 +137,7 @@ class CrossQ:
     def __init__(self, obs_dim: int, act_dim: int, config: CrossQConfig, device: torch.device):
         self.config, self.device = config, device
         self.actor = config.make_actor(obs_dim, act_dim).to(device)
-        self.bins = config.bins()
+        self.head = config.value_head()
         self.critic = QEnsemble(obs_dim, act_dim, config.critic_hidden_sizes, config.num_critics,
                                 norm=config.norm(), out_dim=config.value_bins or 1, network=config.network).to(device)
         # With weight normalization: the hidden layers projected once here, and after each of their steps.
@@ -159,10 +169,10 @@ class CrossQ:
 
     def _frozen_critic(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         out = self.critic(obs, action, frozen=True)
-        return out if self.bins is None else self.bins.value(out)
+        return out if self.head is None else self.head.value(out)
 
     def critic_losses(self, batch: Batch, alpha: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        return critic_loss(batch, self.actor, self.critic, alpha, self.bins)
+        return critic_loss(batch, self.actor, self.critic, alpha, self.head)
 
     def actor_losses(self, obs: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """The actor loss, the actor normalizing by its batch's statistics (and moving its running ones) and the

@@ -132,6 +132,9 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             # the same with the TD target spread as a Gaussian of 0.75 bins (HL-Gauss) instead of two-hot
             "se-cat-hl": [*SE, *CAT, "--value-smoothing", "0.75"],
             "se-v4obs-cat-hl": [*SE, *CAT, "--value-smoothing", "0.75", *V4OBS],
+            # a scalar critic fit in symlog space (one scale for every task, as the bins, with a squared loss)
+            "se-symlog": [*SE, "--value-symlog"],
+            "se-v4obs-symlog": [*SE, "--value-symlog", *V4OBS],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from pathwise.agents.batch import Batch
-from pathwise.agents.categorical import Bins, symexp, symlog
+from pathwise.agents.categorical import Bins, SymlogScalar, symexp, symlog
 from pathwise.agents.crossq import CrossQ, CrossQConfig
 
 BINS = Bins(21, 10.0)
@@ -60,32 +60,44 @@ def test_the_loss_is_the_cross_entropy_to_the_two_hot_target_summed_over_members
     torch.manual_seed(0)
     logits, target = torch.randn(3, 16, 21), torch.randn(16) * 50
     want = sum(F.cross_entropy(logits[e], BINS.two_hot(target)) for e in range(3))
-    torch.testing.assert_close(BINS.cross_entropy(logits, target), want)
+    torch.testing.assert_close(BINS.loss(logits, target), want)
 
 
-def test_a_categorical_critic_fits_its_targets():
+@pytest.mark.parametrize("head", [{"value_bins": 51}, {"value_symlog": True}])
+def test_a_critic_with_a_value_head_fits_its_targets(head):
     torch.manual_seed(0)
-    config = CrossQConfig(actor_hidden_sizes=(32, 32), critic_hidden_sizes=(64, 64), value_bins=51, policy_delay=100,
-                          critic_lr=3e-3)
+    config = CrossQConfig(actor_hidden_sizes=(32, 32), critic_hidden_sizes=(64, 64), policy_delay=100,
+                          critic_lr=3e-3, **head)
     agent = CrossQ(3, 2, config, torch.device("cpu"))
     g = torch.Generator().manual_seed(1)
     obs, action = torch.randn(128, 3, generator=g), torch.rand(128, 2, generator=g) * 2 - 1
     reward = 100 * obs[:, 0] + 20 * action[:, 1]  # terminal steps: the target is the reward alone
     batch = Batch(obs, action, reward, torch.randn(128, 3, generator=g), torch.ones(128), torch.full((128,), 0.99))
-    assert agent.critic(obs, action).shape == (2, 128, 51)
+    assert agent.critic(obs, action).shape == ((2, 128, 51) if "value_bins" in head else (2, 128))
     first = agent.update(batch)["critic_loss"]
     for _ in range(600):  # long enough for the running statistics to settle
         info = agent.update(batch)
     assert info["critic_loss"] < 0.5 * first
     q = agent._frozen_critic(obs, action)  # (E, B) decoded values, with the running statistics
     assert q.shape == (2, 128)
-    assert (q - reward).abs().mean() < 0.05 * reward.abs().mean()
+    # symlog regression fits each value to a relative error (its squared loss is in symlog space)
+    assert (q - reward).abs().mean() < (0.05 if "value_bins" in head else 0.15) * reward.abs().mean()
 
 
-@pytest.mark.parametrize("bins, message", [(1, "value_bins must be 0"), (-3, "value_bins must be 0")])
-def test_bad_bin_counts_are_refused(bins, message):
+@pytest.mark.parametrize("fields, message", [({"value_bins": 1}, "value_bins must be 0"),
+                                             ({"value_bins": -3}, "value_bins must be 0"),
+                                             ({"value_bins": 11, "value_symlog": True}, "value_symlog is a scalar")])
+def test_bad_value_heads_are_refused(fields, message):
     with pytest.raises(ValueError, match=message):
-        CrossQConfig(value_bins=bins)
+        CrossQConfig(**fields)
+
+
+def test_the_symlog_scalar_reads_its_output_as_symlog_q_and_fits_it_there():
+    head = SymlogScalar()
+    out, target = torch.tensor([[0.0, 2.0], [-1.0, 5.0]]), torch.tensor([0.0, 100.0])
+    torch.testing.assert_close(head.value(out), symexp(out))
+    want = 0.5 * ((out - symlog(target)) ** 2).mean(dim=1).sum()
+    torch.testing.assert_close(head.loss(out, target), want)
 
 
 def test_a_categorical_crossq_run_trains_saves_and_resumes_exactly(tiny, tmp_path):
