@@ -166,6 +166,9 @@ def make_vector_env(env_id: str, num_envs: int, mode: str = "sync", env_kwargs: 
                     nonfinite: str = "stop") -> VectorEnv:
     """`num_envs` copies of the env, stepped together: in this process (sync) or one subprocess each (async)."""
     if mode == "async":
+        if env_id.startswith("playground/"):  # their evaluation env has started JAX, which a fork deadlocks
+            raise UserError(f"--vector-mode async cannot run '{env_id}' (JAX's threads do not survive the fork of "
+                            "its workers); use --vector-mode mjx, which steps all the envs in one jitted call.")
         # A worker's env fault comes back to this process as the EnvFault it was, which says it in one sentence;
         # gymnasium would print the worker's traceback before it.
         warnings.filterwarnings("ignore", message=r".*ERROR: (Received the following error|Traceback|Raising the "

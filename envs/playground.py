@@ -42,8 +42,8 @@ def load(env_id: str, env_kwargs: dict | None = None):
     unknown = sorted(set(env_kwargs or {}) - set(config.keys()))
     if unknown:
         raise UserError(f"{env_id}'s config has no {', '.join(unknown)}; it has {', '.join(sorted(config.keys()))}.")
-    try:
-        config.update({"impl": "jax", **(env_kwargs or {})})
+    try:  # MJX's JAX implementation, where the task has a choice
+        config.update({**({"impl": "jax"} if "impl" in config else {}), **(env_kwargs or {})})
     except (AttributeError, KeyError, TypeError, ValueError) as e:
         raise UserError(f"cannot set {env_kwargs} in {env_id}'s config: {e}") from None
     try:
@@ -60,11 +60,11 @@ def load(env_id: str, env_kwargs: dict | None = None):
 class Playground(Engine):
     """N envs of a Playground task stepped as one jitted function on the CPU, behind the protocol. Actions in
     [-1, 1] go to the task as they are (Playground's tasks take [-1, 1]); each is held for the config's
-    `action_repeat` control steps (Playground's env steps), their rewards summed, terminated if the task was done
-    at any of them. An episode is truncated after `episode_length` control steps (the config's: 1,000 for the
-    DeepMind Control tasks), terminated where the task says it is done; as Gymnasium's TimeLimit, an episode that
-    ends at the limit by termination is both. Initial states come from a JAX key seeded when the envs are made and
-    split at every step."""
+    `action_repeat` control steps (Playground's env steps), their rewards summed, the env left as it ended if the
+    task was done at one of them. An episode is truncated after `episode_length` control steps (the config's: 1,000
+    for the DeepMind Control tasks; with a repeat, rounded up to whole actions), terminated where the task says it
+    is done; as Gymnasium's TimeLimit, an episode that ends at the limit by termination is both. Initial states
+    come from a JAX key seeded when the envs are made and split at every step."""
 
     engine = "MJX"
 
@@ -105,18 +105,24 @@ class Playground(Engine):
     def load_state_dict(self, state: dict) -> None:
         if self.state is None:
             self.reset()  # the tree's structure to fill
-        treedef = self.jax.tree.structure((self.state, self.elapsed, self.key))
-        with self.jax.default_device(self.cpu):
-            leaves = [self.jax.numpy.asarray(leaf.numpy()) for leaf in state["leaves"]]
-        self.state, self.elapsed, self.key = self.jax.tree.unflatten(treedef, leaves)
+        now = self.jax.tree.leaves((self.state, self.elapsed, self.key))
+        saved = state["leaves"]
+        if len(saved) != len(now) or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(saved, now)):
+            raise UserError(f"the checkpoint's {self.env_id} envs are not these {self.num_envs}: a resume keeps the "
+                            "task, its env_kwargs and --num-envs.")
+        with self.jax.default_device(self.cpu):  # (a leaf JAX had weakly typed is not now: one more compile)
+            leaves = [self.jax.numpy.asarray(a.numpy(), dtype=b.dtype) for a, b in zip(saved, now)]
+        self.state, self.elapsed, self.key = self.jax.tree.unflatten(self.jax.tree.structure(
+            (self.state, self.elapsed, self.key)), leaves)
 
     def close(self) -> None:
         pass
 
 
 def _host(array) -> np.ndarray:
-    """A JAX array on the CPU as NumPy, the same memory (through torch, whose view NumPy may write to)."""
-    return torch.from_dlpack(array).numpy()
+    """A JAX array on the CPU as NumPy, copied (through torch's view of it): what the run holds and may change
+    is its own, never the envs' state."""
+    return torch.from_dlpack(array).numpy().copy()
 
 
 _MADE: dict = {}  # what a process has loaded and jitted, by task, config and batch size
@@ -152,10 +158,11 @@ def _compiled(env, config, num_envs: int):
         return state, jnp.zeros(num_envs, jnp.int32), key
 
     def step(state, elapsed, key, action):
-        def physics(carry, _):
+        def physics(carry, _):  # an env that is done stays as it ended, and earns nothing more
             state, reward, done = carry
-            state = jax.vmap(env.step)(state, action)
-            return (state, reward + state.reward, done | (state.done > 0)), None
+            stepped = jax.vmap(env.step)(state, action)
+            state = jax.tree.map(lambda old, new: jnp.where(_rows(done, new), old, new), state, stepped)
+            return (state, reward + jnp.where(done, 0.0, stepped.reward), done | (stepped.done > 0)), None
 
         zeros = jnp.zeros(num_envs)
         (stepped, reward, terminated), _ = jax.lax.scan(physics, (state, zeros, zeros > 0), None, length=repeat)
@@ -166,14 +173,18 @@ def _compiled(env, config, num_envs: int):
 
         def reset_ended(_):
             fresh = jax.vmap(env.reset)(jax.random.split(sub, num_envs))
-            return jax.tree.map(lambda f, s: jnp.where(ended.reshape((-1,) + (1,) * (s.ndim - 1)), f, s),
-                                fresh, stepped)
+            return jax.tree.map(lambda f, s: jnp.where(_rows(ended, s), f, s), fresh, stepped)
 
         state = jax.lax.cond(ended.any(), reset_ended, lambda _: stepped, None)
         return (state, jnp.where(ended, 0, elapsed), key, stepped.obs, reward.astype(jnp.float32), terminated,
                 truncated)
 
     return jax.jit(reset), jax.jit(step)
+
+
+def _rows(mask, leaf):
+    """A (N,) mask shaped to pick whole rows of a (N, ...) leaf."""
+    return mask.reshape((-1,) + (1,) * (leaf.ndim - 1))
 
 
 class PlaygroundEnv(gym.Env):

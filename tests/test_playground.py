@@ -59,7 +59,7 @@ def test_termination_stays_apart_from_truncation_and_the_action_repeat_sums_rewa
 
     env, config = playground.load(TASK, {"action_repeat": 2, "episode_length": 20})
 
-    class Falls:  # the cart-pole, "done" once the cart is 0.1 right of centre
+    class Falls:  # the cart-pole, "done" once the cart is 0.115 right of centre (at the 15th control step)
         observation_size, action_size = env.observation_size, env.action_size
 
         def reset(self, key):
@@ -67,21 +67,37 @@ def test_termination_stays_apart_from_truncation_and_the_action_repeat_sums_rewa
 
         def step(self, state, action):
             state = env.step(state, action)
-            return state.replace(done=jnp.where(state.obs[0] > 0.1, 1.0, 0.0))
+            return state.replace(done=jnp.where(state.obs[0] > 0.115, 1.0, 0.0))
 
     monkeypatch.setattr(playground, "_loaded", lambda *_: (Falls(), config))
     monkeypatch.setattr(playground, "_MADE", {})
     envs = playground.Playground(TASK, 2, seed=0)
     envs.reset()
-    terminated, truncated = [], []
+    # By hand: env 0's episode, each action held for two control steps unless the first ends it.
+    jax, _, _, _ = reference()
+    _, sub = jax.random.split(jax.random.PRNGKey(0))
+    state = Falls().reset(jax.random.split(sub, 2)[0])
+    terminated, truncated, falls, early = [], [], 0, 0
     for _ in range(10):  # env 0 pushes right until it falls; env 1 pushes left and runs out of time
         out = envs.step(torch.tensor([[1.0], [-1.0]]))
         ended = out.terminated | out.truncated
         assert torch.equal(out.next_obs[~ended], out.final_obs[~ended])
-        assert (out.final_obs[out.terminated, 0] > 0.1).all()
+        reward = 0.0
+        for substep in range(2):
+            state = Falls().step(state, jnp.ones(1))
+            reward += float(state.reward)
+            if state.done:
+                early += substep == 0  # the engine must not step it again
+                break
+        assert bool(out.terminated[0]) == bool(state.done)
+        np.testing.assert_allclose(out.final_obs[0].numpy(), np.asarray(state.obs), atol=1e-5)
+        assert out.reward[0].item() == pytest.approx(reward, abs=1e-5)
+        if state.done:  # the engine's env 0 starts anew; the reference goes on from that start
+            falls += 1
+            state = jax.tree.map(lambda leaf: leaf[0], envs.state)
         terminated.append(out.terminated.tolist())
         truncated.append(out.truncated.tolist())
-    assert any(term[0] for term in terminated[:-1]) and not any(term[1] for term in terminated)
+    assert falls >= 1 and early >= 1 and not any(term[1] for term in terminated)
     assert [trunc[1] for trunc in truncated] == [False] * 9 + [True]  # 20 control steps at 2 an action
     monkeypatch.undo()
 
@@ -112,10 +128,19 @@ def test_a_playground_run_trains_evaluates_and_resumes_exactly(tiny, tmp_path):
     assert resumed.eval_return_mean == straight.eval_return_mean
 
 
-def test_bad_input_is_one_sentence(tiny):
+def test_bad_input_is_one_sentence(tiny, tmp_path):
     with pytest.raises(UserError, match="--vector-mode mjx runs MuJoCo Playground's tasks"):
         make_batched_env("HalfCheetah-v5", 2, "mjx", seed=0)
     with pytest.raises(UserError, match="has no task 'CheetahSprint'"):
         make_batched_env("playground/CheetahSprint", 2, "mjx", seed=0)
     with pytest.raises(UserError, match="config has no no_such_field; it has .*episode_length"):
         make_batched_env(TASK, 2, "mjx", seed=0, env_kwargs={"no_such_field": 1})
+    with pytest.raises(UserError, match="--vector-mode async cannot run 'playground/CartpoleSwingup'"):
+        train(tiny(env=TASK, num_envs=2, vector_mode="async"))
+    with pytest.raises(UserError, match="cannot render frames .* --video-every has nothing to record"):
+        train(tiny(env=TASK, video_every=100))
+    envs = make_batched_env(TASK, 2, "mjx", seed=0)
+    envs.reset()
+    saved = envs.state_dict()
+    with pytest.raises(UserError, match="are not these 3: a resume keeps the task"):
+        make_batched_env(TASK, 3, "mjx", seed=0).load_state_dict(saved)
