@@ -2,16 +2,12 @@
 device, and the engines behind it (--vector-mode): torch-native tasks (envs/torch_envs.py), EnvPool, and MuJoCo
 Playground's MJX tasks (envs/playground.py)."""
 
-import contextlib
-import importlib
-import io
-import warnings
 from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
 
-from pathwise.envs.make import all_finite
+from pathwise.envs.make import all_finite, import_optional
 from pathwise.errors import EnvFault, NonFinite, UserError
 
 
@@ -84,7 +80,7 @@ class EnvPool(Engine):
     engine = "EnvPool"
 
     def __init__(self, env_id: str, num_envs: int, seed: int, env_kwargs: dict | None = None, threads: int = 1):
-        (envpool,) = import_engine("envpool", "--vector-mode envpool needs EnvPool", "envpool")
+        (envpool,) = import_optional("envpool", "--vector-mode envpool needs EnvPool", "envpool")
         if env_id not in envpool.list_all_envs():
             raise UserError(f"EnvPool has no task '{env_id}' (--vector-mode envpool); its MuJoCo tasks include "
                             "HalfCheetah-v5, Hopper-v5, Walker2d-v5 and Ant-v5, or use --vector-mode sync.")
@@ -121,18 +117,6 @@ class EnvPool(Engine):
 
     def close(self) -> None:
         self.pool.close()
-
-
-def import_engine(extra: str, needs: str, *modules: str) -> list:
-    """An engine's modules, imported with what they print on import (notices, warnings) kept quiet; if one is
-    missing, one sentence: `needs` "..., which is not installed" and the extra that installs it."""
-    try:
-        with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return [importlib.import_module(module) for module in modules]
-    except ImportError as e:
-        raise UserError(f"{needs}, which is not installed ({e}); pip install \"pathwise-rl[{extra}]\" (or -e "
-                        f"\".[{extra}]\" in a checkout).") from None
 
 
 def make_batched_env(env_id: str, num_envs: int, mode: str, seed: int, env_kwargs: dict | None = None,

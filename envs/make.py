@@ -34,15 +34,21 @@ def _register_plugin(env_id: str) -> None:
     """Import the package that registers `env_id`'s family, or say in one sentence how to install it."""
     for prefix, module, extra in PLUGINS:
         if env_id.startswith(prefix):
-            try:
-                # gymnasium-robotics prints a notice about its Adroit tasks on import, whatever the task
-                with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    importlib.import_module(module)
-            except ImportError as e:
-                raise UserError(f"environment '{env_id}' comes with {module}, which is not installed ({e}); pip "
-                                f"install \"pathwise-rl[{extra}]\" (or -e \".[{extra}]\" in a checkout).") from None
+            import_optional(extra, f"environment '{env_id}' comes with {module}", module)
             return
+
+
+def import_optional(extra: str, needs: str, *modules: str) -> list:
+    """Modules an extra installs, imported with what they print on import kept quiet (gymnasium-robotics prints a
+    notice about its Adroit tasks, whatever the task); if one is missing, one sentence: `needs`, "which is not
+    installed", and the extra that installs it."""
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return [importlib.import_module(module) for module in modules]
+    except ImportError as e:
+        raise UserError(f"{needs}, which is not installed ({e}); pip install \"pathwise-rl[{extra}]\" (or -e "
+                        f"\".[{extra}]\" in a checkout).") from None
 
 
 def _gym_make(env_id: str, env_kwargs: dict, **kwargs) -> gym.Env:

@@ -16,14 +16,15 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from pathwise.envs.batched import BatchedStep, Engine, import_engine
+from pathwise.envs.batched import BatchedStep, Engine
+from pathwise.envs.make import import_optional
 from pathwise.errors import UserError
 
 PREFIX = "playground/"
 
 
 def _import_playground():
-    jax, playground = import_engine("playground", "the playground/ tasks need MuJoCo Playground", "jax",
+    jax, playground = import_optional("playground", "the playground/ tasks need MuJoCo Playground", "jax",
                                     "mujoco_playground")
     logging.getLogger("absl").setLevel(logging.ERROR)
     return jax, playground.registry
@@ -105,15 +106,14 @@ class Playground(Engine):
     def load_state_dict(self, state: dict) -> None:
         if self.state is None:
             self.reset()  # the tree's structure to fill
-        now = self.jax.tree.leaves((self.state, self.elapsed, self.key))
+        now, tree = self.jax.tree.flatten((self.state, self.elapsed, self.key))
         saved = state["leaves"]
         if len(saved) != len(now) or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(saved, now)):
             raise UserError(f"the checkpoint's {self.env_id} envs are not these {self.num_envs}: a resume keeps the "
                             "task, its env_kwargs and --num-envs.")
         with self.jax.default_device(self.cpu):  # (a leaf JAX had weakly typed is not now: one more compile)
             leaves = [self.jax.numpy.asarray(a.numpy(), dtype=b.dtype) for a, b in zip(saved, now)]
-        self.state, self.elapsed, self.key = self.jax.tree.unflatten(self.jax.tree.structure(
-            (self.state, self.elapsed, self.key)), leaves)
+        self.state, self.elapsed, self.key = self.jax.tree.unflatten(tree, leaves)
 
     def close(self) -> None:
         pass
@@ -189,7 +189,7 @@ def _rows(mask, leaf):
 
 class PlaygroundEnv(gym.Env):
     """One env of a Playground task as a Gymnasium env: the evaluation env of a `--vector-mode mjx` run, and what
-    the sync and async vector modes step (slowly: a jitted call per env step). Its episodes end as the batch's
+    the sync vector mode steps (slowly: a jitted call per env step). Its episodes end as the batch's
     do (time limit and action repeat from the task's config); `reset(seed=s)` seeds its JAX key."""
 
     metadata = {"render_modes": []}
@@ -203,11 +203,11 @@ class PlaygroundEnv(gym.Env):
         super().reset(seed=seed)
         if seed is not None:
             self.batch.seed(seed)
-        return self.batch.reset()[0].numpy().copy(), {}
+        return self.batch.reset()[0].numpy(), {}  # the engine's copies: each step makes new ones
 
     def step(self, action):
         out = self.batch.step(torch.as_tensor(np.asarray(action), dtype=torch.float32).reshape(1, -1))
-        return (out.final_obs[0].numpy().copy(), float(out.reward[0]), bool(out.terminated[0]),
+        return (out.final_obs[0].numpy(), float(out.reward[0]), bool(out.terminated[0]),
                 bool(out.truncated[0]), {})
 
 

@@ -87,10 +87,11 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
         eval_env = opened.enter_context(contextlib.closing(make_env(config.env, env_kwargs=config.env_kwargs)))
         if config.env_kwargs:
             try_env_kwargs(eval_env, config)
-        if config.video_every and "rgb_array" not in eval_env.metadata.get("render_modes", []):
+        render_modes = eval_env.metadata.get("render_modes") or []
+        if config.video_every and "rgb_array" not in render_modes:
             raise UserError(f"environment '{config.env}' cannot render frames (its render modes: "
-                            f"{eval_env.metadata.get('render_modes') or 'none'}), so --video-every has nothing to "
-                            "record; leave it out.")
+                            f"{', '.join(render_modes) or 'none'}), so --video-every has nothing to record; leave it "
+                            "out.")
         threads = Threads(config.threads)
         collector = make_collector(config, eval_env, threads.count)
         opened.callback(collector.envs.close)
