@@ -132,6 +132,12 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             # the same with the TD target spread as a Gaussian of 0.75 bins (HL-Gauss) instead of two-hot
             "se-cat-hl": [*SE, *CAT, "--value-smoothing", "0.75"],
             "se-v4obs-cat-hl": [*SE, *CAT, "--value-smoothing", "0.75", *V4OBS],
+            # HL-Gauss critics with each hidden unit's weights kept at unit norm (XQC's critic: batch norm, weight
+            # normalization and a categorical value), and with bins twice as fine (201 over the same range)
+            "se-cat-hl-wn": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm"],
+            "se-v4obs-cat-hl-wn": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", *V4OBS],
+            "se-cat201-hl": [*SE, "--value-bins", "201", "--value-smoothing", "0.75"],
+            "se-v4obs-cat201-hl": [*SE, "--value-bins", "201", "--value-smoothing", "0.75", *V4OBS],
             # a scalar critic fit in symlog space (one scale for every task, as the bins, with a squared loss)
             "se-symlog": [*SE, "--value-symlog"],
             "se-v4obs-symlog": [*SE, "--value-symlog", *V4OBS],
