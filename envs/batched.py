@@ -26,7 +26,9 @@ class BatchedStep(NamedTuple):
 class BatchedEnv(Protocol):
     """N envs on `device`, acting in [-1, 1], seeded when made (EnvPool) or from torch's generator (the
     torch-native tasks). An engine that can put its envs back exactly also has `state_dict()` and
-    `load_state_dict(state)`; one that cannot starts their episodes anew at a resume."""
+    `load_state_dict(state)`; one that cannot starts their episodes anew at a resume. An engine whose episodes
+    can start part-way through their time limit (--stagger-episodes) has `time_limit` (env steps) and
+    `start_elapsed(steps)`, which counts each env's current episode as that many (N,) steps old."""
     num_envs: int
     obs_dim: int
     act_dim: int

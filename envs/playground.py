@@ -75,7 +75,7 @@ class Playground(Engine):
         self.env_id, self.num_envs, self.device = env_id, num_envs, torch.device("cpu")
         env, _ = _loaded(env_id, env_kwargs or {})
         self.obs_dim, self.act_dim = int(env.observation_size), int(env.action_size)
-        self._reset, self._step = _jitted(env_id, env_kwargs or {}, num_envs)
+        self._reset, self._step, self.time_limit = _jitted(env_id, env_kwargs or {}, num_envs)
         self.seed(seed)
         self.state = self.elapsed = None
 
@@ -98,6 +98,11 @@ class Playground(Engine):
         ended = terminated | truncated
         next_obs = self._checked(_host(self.state.obs), "at a reset") if ended.any() else final_obs
         return BatchedStep(next_obs, reward, terminated, truncated, final_obs)
+
+    def start_elapsed(self, steps: np.ndarray) -> None:
+        """Count each env's current episode as `steps` (N,) steps old: it is truncated that much sooner."""
+        with self.jax.default_device(self.cpu):
+            self.elapsed = self.jax.numpy.asarray(steps, dtype=self.jax.numpy.int32)
 
     def state_dict(self) -> dict:
         leaves = self.jax.tree.leaves((self.state, self.elapsed, self.key))
@@ -137,8 +142,8 @@ def _loaded(env_id: str, env_kwargs: dict):
 
 def _jitted(env_id: str, env_kwargs: dict, num_envs: int):
     """The batch's reset(key) -> (state, elapsed, key) and step(state, elapsed, key, action) -> (state, elapsed,
-    key, final_obs, reward, terminated, truncated), jitted; one pair for each task, config and batch size in a
-    process (the evaluation env and the sync mode's envs share theirs)."""
+    key, final_obs, reward, terminated, truncated), jitted, and the time limit in agent steps; one pair for each
+    task, config and batch size in a process (the evaluation env and the sync mode's envs share theirs)."""
     key = (env_id, repr(sorted(env_kwargs.items())), num_envs)
     if key not in _MADE:
         _MADE[key] = _compiled(*_loaded(env_id, env_kwargs), num_envs)
@@ -179,7 +184,7 @@ def _compiled(env, config, num_envs: int):
         return (state, jnp.where(ended, 0, elapsed), key, stepped.obs, reward.astype(jnp.float32), terminated,
                 truncated)
 
-    return jax.jit(reset), jax.jit(step)
+    return jax.jit(reset), jax.jit(step), limit
 
 
 def _rows(mask, leaf):

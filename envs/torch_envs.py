@@ -51,6 +51,14 @@ class TorchEnv:
         self.elapsed = torch.where(ended, 0, self.elapsed)
         return BatchedStep(self.observe(self.state), reward.float(), terminated, truncated, final_obs)
 
+    @property
+    def time_limit(self) -> int:
+        return self.max_episode_steps
+
+    def start_elapsed(self, steps: np.ndarray) -> None:
+        """Count each env's current episode as `steps` (N,) steps old: it is truncated that much sooner."""
+        self.elapsed = torch.as_tensor(steps, dtype=torch.int64).to(self.device)
+
     def state_dict(self) -> dict:
         return {"state": self.state.cpu().clone(), "elapsed": self.elapsed.cpu().clone()}
 

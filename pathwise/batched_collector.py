@@ -12,9 +12,10 @@ class BatchedCollector:
     """Steps `envs`, which reset ended envs themselves (in the same step). What it hands on has the shape of
     `Collector`'s, as tensors. The random actions of the warm-up phase come from a generator of the run's seed.
     A resume puts the episodes in flight back where the engine can be put back (the torch-native tasks), and
-    otherwise starts them anew, and says so."""
+    otherwise starts them anew, and says so. With `stagger`, the first episodes start part-way through the
+    engine's time limit, as old as a draw from the generator, uniform over 0 to the limit less one."""
 
-    def __init__(self, envs: BatchedEnv, seed: int):
+    def __init__(self, envs: BatchedEnv, seed: int, stagger: bool = False):
         self.envs, self.num_envs = envs, envs.num_envs
         self.obs_dim, self.act_dim = envs.obs_dim, envs.act_dim
         device = envs.device
@@ -23,6 +24,7 @@ class BatchedCollector:
         self.ep_return = torch.zeros(self.num_envs, dtype=torch.float64, device=device)
         self.ep_length = torch.zeros(self.num_envs, dtype=torch.int64, device=device)
         self.restarted = np.zeros(self.num_envs, dtype=bool)
+        self.stagger = stagger
 
     def random_actions(self) -> torch.Tensor:
         actions = self.rng.uniform(-1.0, 1.0, (self.num_envs, self.act_dim)).astype(np.float32)
@@ -34,6 +36,8 @@ class BatchedCollector:
     def start(self) -> None:
         if self.obs is None:
             self.obs = self.envs.reset()
+            if self.stagger:
+                self.envs.start_elapsed(self.rng.integers(self.envs.time_limit, size=self.num_envs))
 
     def step(self, action: torch.Tensor) -> tuple[tuple, list[tuple[float, int, None]], list]:
         """As Collector.step: (obs, action, reward, next_obs, terminated, ended) with next_obs the true last

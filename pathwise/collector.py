@@ -8,9 +8,11 @@ from gymnasium.vector import VectorEnv
 
 class Collector:
     """Steps `envs` (autoreset disabled: an ended sub-env is reset here, from a seed drawn from the run's
-    generator). The same generator draws the random actions of the warm-up phase."""
+    generator). The same generator draws the random actions of the warm-up phase. With `stagger` (the envs' time
+    limit in steps), each sub-env's first episode is truncated here after a part of that limit drawn from the
+    generator, uniform over 1 to the limit."""
 
-    def __init__(self, envs: VectorEnv, seed: int):
+    def __init__(self, envs: VectorEnv, seed: int, stagger: int = 0):
         self.envs, self.num_envs = envs, envs.num_envs
         self.obs_dim, self.act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
         self.rng = np.random.default_rng(seed)
@@ -20,6 +22,8 @@ class Collector:
         self.episode_seeds = np.zeros(n, dtype=np.int64)  # the seed each sub-env's current episode began from
         self.episode_actions: list[list[np.ndarray]] = [[] for _ in range(n)]  # (A,) each, since that reset
         self.restarted = np.zeros(n, dtype=bool)  # sub-envs whose episode a resume could not put back
+        self.stagger = stagger
+        self.cut: np.ndarray | None = None  # (N,) the length at which each first episode is cut; 0: not cut
 
     def from_agent(self, action: torch.Tensor) -> np.ndarray:
         return action.cpu().numpy()
@@ -30,6 +34,8 @@ class Collector:
     def start(self) -> None:
         if self.obs is None:
             self.start_episodes(np.ones(self.num_envs, dtype=bool))
+            if self.stagger:
+                self.cut = self.stagger - self.rng.integers(self.stagger, size=self.num_envs)
 
     def step(self, action: np.ndarray) -> tuple[tuple, list[tuple[float, int, float | None]],
                                                  list[tuple[int, int, str]]]:
@@ -41,6 +47,8 @@ class Collector:
         of them). Ended and dropped sub-envs are reset at once, so `obs` is always the observation the next action
         answers."""
         next_obs, reward, terminated, truncated, info = self.envs.step(action)
+        if self.cut is not None:  # the staggered first episodes end as at a time limit of their own
+            truncated = truncated | (self.ep_length + 1 == self.cut)
         # Autoreset is off: next_obs is the true next observation also where a time limit cut the episode,
         # so a truncated episode bootstraps from it and only `terminated` stops bootstrapping.
         bad = info.get("_nonfinite")
@@ -50,6 +58,9 @@ class Collector:
         reset = self._reset(done) if done.any() else None
         transition = (self.obs, action, reward, next_obs, terminated, done)
         self.obs = next_obs
+        if self.cut is not None:
+            self.cut[done] = 0
+            self.cut = self.cut if self.cut.any() else None
         self.ep_return += reward
         self.ep_length += 1
         for actions, a in zip(self.episode_actions, action):
@@ -96,6 +107,7 @@ class Collector:
                 "obs": torch.from_numpy(np.array(self.obs)), "ep_return": torch.from_numpy(self.ep_return.copy()),
                 "ep_length": torch.from_numpy(self.ep_length.copy()),
                 "episode_seeds": torch.from_numpy(self.episode_seeds.copy()),
+                "cut": torch.from_numpy(np.zeros(self.num_envs, np.int64) if self.cut is None else self.cut.copy()),
                 "episode_actions": [torch.from_numpy(np.array(a, dtype=np.float32).reshape(-1, self.act_dim))
                                     for a in self.episode_actions]}
 
@@ -107,6 +119,8 @@ class Collector:
         self.rng.bit_generator.state = state["rng"]
         self.ep_return, self.ep_length = state["ep_return"].numpy().copy(), state["ep_length"].numpy().copy()
         self.episode_seeds = state["episode_seeds"].numpy().copy()
+        cut = state["cut"].numpy().copy() if "cut" in state else None
+        self.cut = cut if cut is not None and cut.any() else None
         self.episode_actions = [list(a.numpy()) for a in state["episode_actions"]]
         saved_obs = state["obs"].numpy()
         # A full reset first, so that the vector env holds an observation for every sub-env (a later reset_mask

@@ -79,6 +79,10 @@ class Config:
     """sync steps the num-envs environments in this process; async gives each a subprocess (for costly envs);
     envpool steps them in EnvPool's C++ threads (its MuJoCo tasks); torch as tensors (the torch-native tasks); mjx
     as one jitted JAX function (MuJoCo Playground's tasks, playground/<Task>)."""
+    stagger_episodes: bool = False
+    """Start each env's first episode part-way through its time limit (the part uniform over the limit), so that
+    the num-envs envs do not all reach their time limits at the same step (FastTD3's random initial episode
+    lengths); the episodes after run the whole limit. Not with EnvPool, which cannot start an episode part-way."""
     on_nonfinite: Literal["stop", "drop"] = setting("stop", resumable=True)
     """A NaN or infinite observation or reward from a training env: stop (the run saved at the step before), or
     drop (the episode's transitions are never sampled, the env is reset, train/dropped_episodes counts them)."""

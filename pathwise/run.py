@@ -135,8 +135,11 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
 def make_collector(config: Config, eval_env, threads: int) -> Collector | BatchedCollector:
     """The training envs (--num-envs, --vector-mode) and what steps them."""
     if config.vector_mode in ("sync", "async"):
+        limit = eval_env.spec.max_episode_steps if eval_env.spec is not None else None
+        if config.stagger_episodes and not limit:
+            raise UserError(f"--stagger-episodes staggers the envs' time limits, and '{config.env}' has none.")
         envs = make_vector_env(config.env, config.num_envs, config.vector_mode, config.env_kwargs, config.on_nonfinite)
-        return Collector(envs, config.seed)
+        return Collector(envs, config.seed, limit if config.stagger_episodes else 0)
     if config.on_nonfinite == "drop":
         raise UserError(f"--on-nonfinite drop needs --vector-mode sync or async; with {config.vector_mode} a "
                         "non-finite observation or reward stops the run.")
@@ -145,7 +148,11 @@ def make_collector(config: Config, eval_env, threads: int) -> Collector | Batche
         envs.close()
         raise UserError(f"{config.vector_mode}'s '{config.env}' observes {envs.obs_dim} numbers and Gymnasium's "
                         f"(the evaluation env) {eval_env.observation_space.shape[0]}; the two are not the same task.")
-    return BatchedCollector(envs, config.seed)
+    if config.stagger_episodes and not hasattr(envs, "start_elapsed"):
+        envs.close()
+        raise UserError(f"{config.vector_mode} cannot start an episode part-way through its time limit; leave out "
+                        "--stagger-episodes.")
+    return BatchedCollector(envs, config.seed, config.stagger_episodes)
 
 
 def make_hindsight(env, config: Config, device: torch.device) -> Hindsight:

@@ -10,7 +10,8 @@ import torch
 
 from pathwise.batched_collector import BatchedCollector
 from pathwise.checkpoint import load_checkpoint
-from pathwise.envs import make_batched_env
+from pathwise.collector import Collector
+from pathwise.envs import make_batched_env, make_vector_env
 from pathwise.envs.torch_envs import CartPole, Pendulum
 from pathwise.errors import UserError
 from pathwise.replay_buffer import ReplayBuffer
@@ -127,6 +128,46 @@ def test_a_many_env_run_trains_evaluates_and_resumes_exactly(tiny, tmp_path):
     assert resumed.eval_return_mean == straight.eval_return_mean
 
 
+def _episode_ends(collector, steps, zeros):
+    """Each sub-env's episode ends over `steps` steps of `zeros`: {env: [step, ...]}, and whether any terminated."""
+    ends, terminated = {}, False
+    collector.start()
+    for step in range(steps):
+        transition, _, _ = collector.step(zeros)
+        terminated |= bool(np.asarray(transition[4]).any())
+        for env in np.flatnonzero(np.asarray(transition[5])):
+            ends.setdefault(int(env), []).append(step)
+    return ends, terminated
+
+
+@pytest.mark.parametrize("mode", ["sync", "torch"])
+def test_staggered_first_episodes_end_apart_then_run_the_whole_limit(mode):
+    if mode == "sync":
+        collector = Collector(make_vector_env("Pendulum-v1", 6), seed=0, stagger=200)
+        zeros = np.zeros((6, 1), np.float32)
+    else:
+        collector = BatchedCollector(Pendulum(6), seed=0, stagger=True)
+        zeros = torch.zeros(6, 1)
+    ends, terminated = _episode_ends(collector, 450, zeros)
+    first = [ends[env][0] for env in range(6)]
+    assert not terminated and len(set(first)) > 1 and all(0 <= step < 200 for step in first)
+    for env in range(6):  # the later episodes run the whole 200 steps
+        assert np.diff(ends[env]).tolist() == [200] * (len(ends[env]) - 1) and len(ends[env]) >= 2
+    plain, _ = _episode_ends(Collector(make_vector_env("Pendulum-v1", 6), seed=0), 250, np.zeros((6, 1), np.float32))
+    assert all(plain[env] == [199] for env in range(6))  # without it, all at the limit
+
+
+@pytest.mark.parametrize("mode", ["sync", "torch"])
+def test_a_staggered_run_resumes_exactly(tiny, tmp_path, mode):
+    common = dict(vector_mode=mode, num_envs=3, total_steps=600, learning_starts=150, stagger_episodes=True)
+    straight = train(tiny(run_dir=str(tmp_path / "straight"), **common))
+    train(tiny(run_dir=str(tmp_path / "split"), **{**common, "total_steps": 240}))  # first episodes in flight
+    resumed = resume(tmp_path / "split", {"total_steps": 600})
+    a, b = (load_checkpoint(s.checkpoint) for s in (straight, resumed))
+    assert all(torch.equal(a["buffer"][k], b["buffer"][k]) for k in ("obs", "action", "next_obs", "reward", "ended"))
+    assert 0 < int(a["buffer"]["ended"].sum()) and resumed.eval_return_mean == straight.eval_return_mean
+
+
 @pytest.mark.slow
 def test_a_many_env_run_learns_pendulum_on_the_torch_native_task(tiny):
     # 8 envs and 8 updates a step: an update per transition, as one env with one update a step
@@ -188,6 +229,12 @@ def test_an_envpool_run_trains_and_resumes_with_its_episodes_begun_anew(tiny, tm
     assert "cannot put its 2 episodes in flight back" in capsys.readouterr().err
     with pytest.raises(UserError, match="EnvPool has no task 'pathwise/CartPoleContinuous-v0'"):
         train(tiny(run_dir=str(tmp_path / "other"), **{**common, "env": "pathwise/CartPoleContinuous-v0"}))
+
+
+@needs_envpool
+def test_envpool_refuses_to_stagger_episodes(tiny):
+    with pytest.raises(UserError, match="envpool cannot start an episode part-way"):
+        train(tiny(env="HalfCheetah-v5", vector_mode="envpool", num_envs=2, stagger_episodes=True))
 
 
 @needs_envpool

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from pathwise.batched_collector import BatchedCollector
 from pathwise.checkpoint import load_checkpoint
 from pathwise.envs import make_batched_env
 from pathwise.errors import UserError
@@ -126,6 +127,20 @@ def test_a_playground_run_trains_evaluates_and_resumes_exactly(tiny, tmp_path):
         assert all(torch.equal(a["agent_state"][part][k], b["agent_state"][part][k]) for k in a["agent_state"][part])
     assert all(torch.equal(a["buffer"][k], b["buffer"][k]) for k in ("obs", "action", "next_obs", "reward", "ended"))
     assert resumed.eval_return_mean == straight.eval_return_mean
+
+
+def test_staggered_first_episodes_end_apart_then_run_the_whole_limit():
+    collector = BatchedCollector(make_batched_env(TASK, 6, "mjx", seed=0, env_kwargs={"episode_length": 20}),
+                                 seed=0, stagger=True)
+    collector.start()
+    ends = {env: [] for env in range(6)}
+    for step in range(45):
+        transition, _, _ = collector.step(torch.zeros(6, 1))
+        for env in torch.nonzero(transition[5]).flatten().tolist():
+            ends[env].append(step)
+    first = [ends[env][0] for env in range(6)]
+    assert len(set(first)) > 1 and all(0 <= step < 20 for step in first)
+    assert all(np.diff(ends[env]).tolist() == [20] * (len(ends[env]) - 1) for env in range(6))
 
 
 def test_bad_input_is_one_sentence(tiny, tmp_path):
