@@ -27,8 +27,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "many_envs"
 # What each variant adds to `train.py --env ENV --seed S`; default: the single-env run a new user starts.
 VARIANTS = {"default": [],
             "many-envs": ["--config", "many-envs"],
-            "many-envs-envpool": ["--config", "many-envs", "--vector-mode", "envpool"],
-            "many-envs-staggered": ["--config", "many-envs", "--stagger-episodes"]}
+            "many-envs-no-stagger": ["--config", "many-envs", "--no-stagger-episodes"],
+            "many-envs-envpool": ["--config", "many-envs", "--vector-mode", "envpool", "--no-stagger-episodes"]}
 LINE = re.compile(r"step ([\d,]+)/[\d,]+ .*\| eval (-?[\d.]+)")
 
 

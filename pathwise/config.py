@@ -81,8 +81,9 @@ class Config:
     as one jitted JAX function (MuJoCo Playground's tasks, playground/<Task>)."""
     stagger_episodes: bool = False
     """Start each env's first episode part-way through its time limit (the part uniform over the limit), so that
-    the num-envs envs do not all reach their time limits at the same step (FastTD3's random initial episode
-    lengths); the episodes after run the whole limit. Not with EnvPool, which cannot start an episode part-way."""
+    the num-envs envs do not all reach their time limits at the same step (random initial episode lengths, as
+    many-env recipes on GPU simulators use); the episodes after run the whole limit. Not with EnvPool, which
+    cannot start an episode part-way."""
     on_nonfinite: Literal["stop", "drop"] = setting("stop", resumable=True)
     """A NaN or infinite observation or reward from a training env: stop (the run saved at the step before), or
     drop (the episode's transitions are never sampled, the env is reset, train/dropped_episodes counts them)."""

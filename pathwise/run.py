@@ -150,8 +150,8 @@ def make_collector(config: Config, eval_env, threads: int) -> Collector | Batche
                         f"(the evaluation env) {eval_env.observation_space.shape[0]}; the two are not the same task.")
     if config.stagger_episodes and not hasattr(envs, "start_elapsed"):
         envs.close()
-        raise UserError(f"{config.vector_mode} cannot start an episode part-way through its time limit; leave out "
-                        "--stagger-episodes.")
+        raise UserError(f"{config.vector_mode} cannot start an episode part-way through its time limit, as "
+                        "--stagger-episodes asks; pass --no-stagger-episodes.")
     return BatchedCollector(envs, config.seed, config.stagger_episodes)
 
 
