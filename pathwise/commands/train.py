@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = resume(args.resume, flags, announce=lambda: print(f"Resuming {args.resume}.", flush=True))
         else:
             envs = f"{config.num_envs} {config.vector_mode} envs, " if config.num_envs > 1 else ""
+            envs += "staggered episodes, " if config.stagger_episodes else ""
             summary = train(config, announce=lambda: print(
                 f"Training {config.agent.name.upper()} on {config.env} for {config.total_steps:,} env steps "
                 f"({envs}seed {config.seed}).", flush=True))
