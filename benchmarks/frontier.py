@@ -2,6 +2,7 @@
 
     python benchmarks/mujoco.py --agents se-lr1 --envs HalfCheetah-v5 Hopper-v5 Walker2d-v5 Ant-v5 --steps 100000
     python benchmarks/frontier.py --agent se-lr1                  # the table, and docs/frontier.png
+    python benchmarks/frontier.py --agent se-cat-hl-wn --agent-for Ant-v5=se-v4obs-cat-hl-wn   # Ant as v4 sees it
 
 Each cell comes from the same runs: the evaluation at 50,000 env steps of a 100,000-step run and its last one (a
 recipe whose schedule depends on the run's length could not be read this way). Per cell: seeds, mean +- standard
@@ -56,15 +57,16 @@ def at(steps, returns, budget: int) -> float | None:
     return float(hits[0]) if len(hits) else None
 
 
-def cells(agent: str, seeds: list[int], steps: int, envs=ENVS) -> list[dict]:
+def cells(agents: dict[str, str], seeds: list[int], steps: int, envs=ENVS) -> list[dict]:
+    """`agents`: the variant run on each env."""
     rows = []
     for env in envs:
-        runs = curves(env, agent, seeds, steps)
+        runs = curves(env, agents[env], seeds, steps)
         for budget in BUDGETS:
             values = [v for s, r in runs if (v := at(s, r, budget)) is not None]
             others = published(env, budget)
             best = max(others, key=others.get)
-            row = {"env": env, "budget": budget, "seeds": len(values), "best": best, "best_value": others[best],
+            row = {"env": env, "agent": agents[env], "budget": budget, "seeds": len(values), "best": best, "best_value": others[best],
                    "crossq": others["CrossQ"]}
             if values:
                 row["mean"] = statistics.mean(values)
@@ -75,10 +77,10 @@ def cells(agent: str, seeds: list[int], steps: int, envs=ENVS) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| env | env steps | seeds | ours, mean +- s.e. | worst seed | best published | ours - best | "
-             "CrossQ published | above CrossQ |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| env | variant | env steps | seeds | ours, mean +- s.e. | worst seed | best published | ours - best | "
+             "CrossQ published | above CrossQ |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        head = f"| {r['env']} | {r['budget'] // 1000}k | {r['seeds']} |"
+        head = f"| {r['env']} | `{r['agent']}` | {r['budget'] // 1000}k | {r['seeds']} |"
         tail = f"{r['best']} {r['best_value']} |"
         if "mean" not in r:
             lines.append(f"{head} - | - | {tail} - | {r['crossq']} | - |")
@@ -90,7 +92,7 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def figure(agent: str, seeds: list[int], steps: int, output: Path, envs=ENVS) -> None:
+def figure(agents: dict[str, str], seeds: list[int], steps: int, output: Path, envs=ENVS) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,16 +101,16 @@ def figure(agent: str, seeds: list[int], steps: int, output: Path, envs=ENVS) ->
     fig, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 4.2), squeeze=False)
     markers = "osD^v<>P"
     for ax, env in zip(axes[0], envs):
-        runs = curves(env, agent, seeds, steps)
+        runs = curves(env, agents[env], seeds, steps)
         if runs:
             grid, mean, lower, upper = aggregate(runs)
-            ax.plot(grid, mean, color="C0", label=f"{agent} (the table gives its seeds)")
+            ax.plot(grid, mean, color="C0", label="ours (the table gives the variant and seeds)")
             ax.fill_between(grid, lower, upper, color="C0", alpha=0.2, linewidth=0)
         for i, method in enumerate(PUBLISHED):
             points = [(b, v) for b in BUDGETS if (v := published(env, b).get(method)) is not None]
             if points:
                 ax.scatter(*zip(*points), marker=markers[i], color=f"C{i + 1}", s=28, label=method, zorder=3)
-        ax.set(title=env, xlabel="env steps")
+        ax.set(title=f"{env}: {agents[env]}", xlabel="env steps")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"evaluation return ({AGGREGATES['iqm']})")
     handles = {label: h for ax in axes[0] for h, label in zip(*ax.get_legend_handles_labels())}
@@ -120,13 +122,22 @@ def figure(agent: str, seeds: list[int], steps: int, output: Path, envs=ENVS) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agent", required=True, help="a variant of benchmarks/mujoco.py, run for --steps")
+    parser.add_argument("--agent-for", nargs="+", default=[], metavar="ENV=VARIANT",
+                        help="another variant on one env, e.g. Ant-v5=se-v4obs-cat-hl-wn (the same recipe without "
+                             "Ant's contact forces, as the published v4 runs observe it)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--envs", nargs="+", default=list(ENVS), choices=ENVS)
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "frontier.png")
     args = parser.parse_args()
-    print(table(cells(args.agent, args.seeds, args.steps, args.envs)))
-    figure(args.agent, args.seeds, args.steps, args.output, args.envs)
+    agents = dict.fromkeys(ENVS, args.agent)
+    for pair in args.agent_for:
+        env, _, variant = pair.partition("=")
+        if env not in ENVS or not variant:
+            parser.error(f"--agent-for takes ENV=VARIANT with ENV one of {', '.join(ENVS)}; got {pair!r}")
+        agents[env] = variant
+    print(table(cells(agents, args.seeds, args.steps, args.envs)))
+    figure(agents, args.seeds, args.steps, args.output, args.envs)
     print(f"\nfinished runs of {args.steps:,} env steps, seeds {args.seeds}; curves in {args.output}")
 
 
