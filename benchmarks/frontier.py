@@ -66,8 +66,8 @@ def cells(agents: dict[str, str], seeds: list[int], steps: int, envs=ENVS) -> li
             values = [v for s, r in runs if (v := at(s, r, budget)) is not None]
             others = published(env, budget)
             best = max(others, key=others.get)
-            row = {"env": env, "agent": agents[env], "budget": budget, "seeds": len(values), "best": best, "best_value": others[best],
-                   "crossq": others["CrossQ"]}
+            row = {"env": env, "agent": agents[env], "budget": budget, "seeds": len(values), "best": best,
+                   "best_value": others[best], "crossq": others["CrossQ"]}
             if values:
                 row["mean"] = statistics.mean(values)
                 row["se"] = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else float("nan")

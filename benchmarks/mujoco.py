@@ -138,6 +138,9 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             "se-v4obs-cat-hl-wn": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", *V4OBS],
             "se-cat201-hl": [*SE, "--value-bins", "201", "--value-smoothing", "0.75"],
             "se-v4obs-cat201-hl": [*SE, "--value-bins", "201", "--value-smoothing", "0.75", *V4OBS],
+            # both: 201 bins and weight normalization
+            "se-cat201-hl-wn": [*SE, "--value-bins", "201", "--value-smoothing", "0.75", "--weight-norm"],
+            "se-v4obs-cat201-hl-wn": [*SE, "--value-bins", "201", "--value-smoothing", "0.75", "--weight-norm", *V4OBS],
             # a scalar critic fit in symlog space (one scale for every task, as the bins, with a squared loss)
             "se-symlog": [*SE, "--value-symlog"],
             "se-v4obs-symlog": [*SE, "--value-symlog", *V4OBS],
