@@ -243,8 +243,12 @@ def test_a_run_killed_twenty_times_ends_as_the_run_never_stopped(tmp_path):
                 while process.poll() is None and time.time() < deadline and \
                         not list((run_dir / "checkpoints").glob("*.tmp")):
                     time.sleep(0.0005)
-            else:
-                time.sleep(rng.uniform(0.0, 0.6))
+            else:  # after 0 or 1 more checkpoints and a moment: a random point of the run's own progress, so that
+                # a faster CPU, which trains further in a given time, is killed as often
+                target = steps(run_dir)[-1] + 50 * rng.randint(0, 1)
+                while process.poll() is None and steps(run_dir)[-1] < target:
+                    time.sleep(0.01)
+                time.sleep(rng.uniform(0.0, 0.05))
             signum = rng.choice([signal.SIGKILL, signal.SIGTERM])
             if process.poll() is None:
                 during_write += bool(list((run_dir / "checkpoints").glob("*.tmp")))
