@@ -57,15 +57,16 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from pathwise.speed.machine import native_bf16
 
+    shapes = {}  # variant -> (value bins, weight normalization)
     for variant in args.variants:
         bins, _, extra = variant.partition("+")
         if not bins.isdigit() or extra not in ("", "wn"):
             parser.error(f"a variant is value bins with an optional +wn, e.g. 101+wn; got {variant!r}")
+        shapes[variant] = int(bins), extra == "wn"
     times: dict[str, list[float]] = {variant: [] for variant in args.variants}
     for _ in range(args.rounds):
-        for variant in args.variants:
-            bins, _, extra = variant.partition("+")
-            code = WORKER.format(root=str(ROOT), threads=args.threads, bins=int(bins), weight_norm=extra == "wn",
+        for variant, (bins, weight_norm) in shapes.items():
+            code = WORKER.format(root=str(ROOT), threads=args.threads, bins=bins, weight_norm=weight_norm,
                                  precision=args.precision, compile=args.compile)
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
             times[variant].append(float(out.stdout.strip().splitlines()[-1]))
