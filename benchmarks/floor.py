@@ -5,6 +5,8 @@ that matmul's shape, summed.
     python benchmarks/floor.py --obs 3 --act 1      # Pendulum-v1
     python benchmarks/floor.py --obs 3 --act 1 --agent crossq   # CrossQ, an actor step every third update
     python benchmarks/floor.py --agent crossq --critic-hidden 512 512 --policy-delay 1 --updates-per-step 2  # preset
+    python benchmarks/floor.py --agent crossq --critic-hidden 512 512 --policy-delay 1 --value-bins 101  # its update
+                                                                                  # with a categorical critic
 
 Counts every matmul of one update (batch B, hidden sizes H, E critics) as this package computes it: the critic
 loss (actor on s', E target critics on s', E critics forward and backward), the actor loss (actor forward, E critics
@@ -41,10 +43,11 @@ def mlp_matmuls(batch: int, sizes: list[int], members: int, weight_grads: bool, 
 
 
 def update_matmuls(batch: int, obs: int, act: int, actor_hidden: list[int], critic_hidden: list[int], critics: int,
-                   agent: str = "sac", policy_delay: int = 1) -> dict[str, tuple[list, float]]:
-    """name -> (matmuls, the share of updates that make them)."""
+                   agent: str = "sac", policy_delay: int = 1, value_bins: int = 0) -> dict[str, tuple[list, float]]:
+    """name -> (matmuls, the share of updates that make them). A categorical critic (`value_bins`) outputs that
+    many logits instead of one value."""
     actor = [obs, *actor_hidden, 2 * act]
-    critic = [obs + act, *critic_hidden, 1]
+    critic = [obs + act, *critic_hidden, value_bins or 1]
     actor_loss = {
         "actor forward + backward (weight grads)": (mlp_matmuls(batch, actor, 1, True, False, True), 1.0),
         "critics forward + backward to the action": (mlp_matmuls(batch, critic, critics, False, True, True), 1.0),
@@ -94,19 +97,21 @@ def main() -> None:
     parser.add_argument("--agent", choices=["sac", "crossq"], default="sac")
     parser.add_argument("--policy-delay", type=int, default=3, help="with --agent crossq: updates per actor step")
     parser.add_argument("--updates-per-step", type=int, default=1)
+    parser.add_argument("--value-bins", type=int, default=0, help="a categorical critic's bins (0: a scalar critic)")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     args = parser.parse_args()
     delay = args.policy_delay if args.agent == "crossq" else 1
     actor_hidden, critic_hidden = args.actor_hidden or args.hidden, args.critic_hidden or args.hidden
     parts = update_matmuls(args.batch, args.obs, args.act, actor_hidden, critic_hidden, args.critics, args.agent,
-                           delay)
+                           delay, args.value_bins)
     shapes: collections.Counter = collections.Counter()
     for matmuls, share in parts.values():
         for shape in matmuls:
             shapes[shape] += share * args.updates_per_step
     total = sum(2 * e * m * k * n * count for (e, m, k, n), count in shapes.items())
     print(f"Matmul FLOPs of {args.updates_per_step} {args.agent} update(s) (batch {args.batch}, obs {args.obs}, "
-          f"action {args.act}, actor {actor_hidden}, critics {critic_hidden} x {args.critics}):")
+          f"action {args.act}, actor {actor_hidden}, critics {critic_hidden} x {args.critics}"
+          f"{f', {args.value_bins} value bins' if args.value_bins else ''}):")
     for name, (matmuls, share) in parts.items():
         flops = sum(2 * e * m * k * n for e, m, k, n in matmuls) * share * args.updates_per_step
         print(f"  {name:<45} {flops / 1e6:8.1f} MFLOP")
