@@ -5,8 +5,9 @@
     python benchmarks/vector_envs.py --skip-alone --train-steps 10000  # also a training run (updates included)
 
 The env alone: random actions stepped through each engine with its own autoreset (Gymnasium's vector envs as
-`gymnasium.make_vec` makes them, EnvPool's synchronous pool, the batched engines `mjx` and `torch` through the
-protocol: `--envs playground/CheetahRun --modes mjx`), env steps per second over `--alone-steps` env steps.
+`gymnasium.make_vec` makes them, EnvPool's synchronous pool, the batched engines `mjx`, `mjlab` and `torch` through
+the protocol: `--envs playground/CheetahRun --modes mjx`, `--envs mjlab/Cartpole-Swingup --modes mjlab`), env steps
+per second over `--alone-steps` env steps.
 Through the project: `train.py --vector-mode MODE --num-envs 8` making only random steps (learning starts after the
 last step, no evaluation, no checkpoint), timed as a whole process, imports included; with `--train-steps`, also a
 run that updates (1,000 random steps, then an update per vector step). Sides alternate in every round; medians.
@@ -35,7 +36,7 @@ _spec.loader.exec_module(throughput)
 def alone(mode: str, env_id: str, num_envs: int, steps: int) -> float:
     """Env steps/s of `num_envs` envs of `env_id` in `mode`, over about `steps` env steps (after one warm-up)."""
     calls = max(steps // num_envs, 10)
-    if mode in ("mjx", "torch"):  # the batched engines, through the protocol (actions in [-1, 1] as tensors)
+    if mode in ("mjx", "mjlab", "torch"):  # the batched engines, through the protocol (actions in [-1, 1] as tensors)
         import torch
 
         from pathwise.envs import make_batched_env

@@ -1,6 +1,6 @@
 """The batched-env protocol: many envs stepped as one, observations and actions as torch tensors on the envs'
-device, and the engines behind it (--vector-mode): torch-native tasks (envs/torch_envs.py), EnvPool, and MuJoCo
-Playground's MJX tasks (envs/playground.py)."""
+device, and the engines behind it (--vector-mode): torch-native tasks (envs/torch_envs.py), EnvPool, MuJoCo
+Playground's MJX tasks (envs/playground.py) and mjlab's (envs/mjlab.py)."""
 
 from typing import NamedTuple, Protocol
 
@@ -124,9 +124,9 @@ class EnvPool(Engine):
 def make_batched_env(env_id: str, num_envs: int, mode: str, seed: int, env_kwargs: dict | None = None,
                      threads: int = 1) -> BatchedEnv:
     """`num_envs` envs of `env_id` behind the protocol, on the CPU: EnvPool's (`mode` "envpool", stepped by up to
-    `threads` threads), MuJoCo Playground's in MJX (`mode` "mjx") or the torch-native task (`mode` "torch"). The
-    torch-native tasks can live on a GPU too (their `device`); a run keeps them on the CPU until that path has been
-    run and measured on one."""
+    `threads` threads), MuJoCo Playground's in MJX (`mode` "mjx"), mjlab's in MuJoCo Warp (`mode` "mjlab") or the
+    torch-native task (`mode` "torch"). The torch-native tasks can live on a GPU too (their `device`); a run keeps
+    them on the CPU until that path has been run and measured on one."""
     if mode == "envpool":
         return EnvPool(env_id, num_envs, seed, env_kwargs, min(num_envs, threads))
     if mode == "mjx":
@@ -135,6 +135,12 @@ def make_batched_env(env_id: str, num_envs: int, mode: str, seed: int, env_kwarg
                             f"playground/CheetahRun); '{env_id}' is not one.")
         from pathwise.envs.playground import Playground
         return Playground(env_id, num_envs, seed, env_kwargs)
+    if mode == "mjlab":
+        if not env_id.startswith("mjlab/"):
+            raise UserError(f"--vector-mode mjlab runs mjlab's tasks (mjlab/<Task>, for example "
+                            f"mjlab/Cartpole-Swingup); '{env_id}' is not one.")
+        from pathwise.envs.mjlab import Mjlab
+        return Mjlab(env_id, num_envs, seed, env_kwargs)
     from pathwise.envs.torch_envs import TORCH_ENVS
     if env_id not in TORCH_ENVS:
         raise UserError(f"--vector-mode torch has no task '{env_id}'; it has {', '.join(TORCH_ENVS)}.")

@@ -27,7 +27,7 @@ AUTORESET_MODE = AutoresetMode.DISABLED
 PLUGINS = (("Fetch", "gymnasium_robotics", "robotics"), ("HandManipulate", "gymnasium_robotics", "robotics"),
            ("HandReach", "gymnasium_robotics", "robotics"), ("dm_control/", "shimmy", "dmc"),
            ("pathwise/", "pathwise.envs.torch_envs", None),
-           ("playground/", "pathwise.envs.playground", "playground"))
+           ("playground/", "pathwise.envs.playground", "playground"), ("mjlab/", "pathwise.envs.mjlab", "mjlab"))
 
 
 def _register_plugin(env_id: str) -> None:

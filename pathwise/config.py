@@ -75,10 +75,11 @@ class Config:
     run has the rates of a run of this length up to it (its evaluations there are that run's)."""
     num_envs: int = 1
     """Environments stepped together."""
-    vector_mode: Literal["sync", "async", "envpool", "torch", "mjx"] = setting("sync", experiment=False)
+    vector_mode: Literal["sync", "async", "envpool", "torch", "mjx", "mjlab"] = setting("sync", experiment=False)
     """sync steps the num-envs environments in this process; async gives each a subprocess (for costly envs);
     envpool steps them in EnvPool's C++ threads (its MuJoCo tasks); torch as tensors (the torch-native tasks); mjx
-    as one jitted JAX function (MuJoCo Playground's tasks, playground/<Task>)."""
+    as one jitted JAX function (MuJoCo Playground's tasks, playground/<Task>); mjlab as one mjlab env (MuJoCo Warp
+    on the CPU; mjlab's tasks, mjlab/<Task>)."""
     stagger_episodes: bool = False
     """Start each env's first episode part-way through its time limit (the part uniform over the limit), so that
     the num-envs envs do not all reach their time limits at the same step (random initial episode lengths, as

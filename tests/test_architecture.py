@@ -70,8 +70,8 @@ def test_a_checkpoint_of_format_1_loads_as_a_policy_and_is_refused_for_resume(tm
 # What each part of the house may import, beside the standard library (docs/architecture.md draws the same).
 LAYERS = {
     "agents": {"torch", "numpy", "pathwise.agents"},  # the math
-    "envs": {"gymnasium", "numpy", "torch", "mujoco", "envpool", "jax", "mujoco_playground", "pathwise.envs",
-             "pathwise.errors"},
+    "envs": {"gymnasium", "numpy", "torch", "mujoco", "envpool", "jax", "mujoco_playground", "mjlab",
+             "pathwise.envs", "pathwise.errors"},
     "pathwise/errors.py": set(),  # a leaf, so that envs/ may raise the error the command line speaks
     "pathwise/speed": {"torch", "numpy", "pathwise.agents", "pathwise.speed"},
 }

@@ -251,3 +251,11 @@ def test_envpool_faults_become_one_sentence():
     with pytest.raises(EnvFault, match=r"raised RuntimeError in step: simulator exploded$"):
         pool._call("step", crash)
     pool.close()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mjlab") is not None, reason="mjlab is installed: its tasks load")
+def test_an_mjlab_task_without_mjlab_says_how_to_install_it(tiny):
+    with pytest.raises(UserError, match=r"the mjlab/ tasks need mjlab, which is not installed.*pathwise-rl\[mjlab\]"):
+        train(tiny(env="mjlab/Cartpole-Swingup"))
+    with pytest.raises(UserError, match=r"the mjlab/ tasks need mjlab, which is not installed"):
+        make_batched_env("mjlab/Cartpole-Swingup", 2, "mjlab", seed=0)
