@@ -144,6 +144,10 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             # a scalar critic fit in symlog space (one scale for every task, as the bins, with a squared loss)
             "se-symlog": [*SE, "--value-symlog"],
             "se-v4obs-symlog": [*SE, "--value-symlog", *V4OBS],
+            # the scalar preset with each hidden unit's weights kept at unit norm (weight normalization without the
+            # categorical critic: which of XQC's two changes lets a critic learn Ant)
+            "se-wn": [*SE, "--weight-norm"],
+            "se-v4obs-wn": [*SE, "--weight-norm", *V4OBS],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}
