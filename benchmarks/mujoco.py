@@ -148,6 +148,9 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             # categorical critic: which of XQC's two changes lets a critic learn Ant)
             "se-wn": [*SE, "--weight-norm"],
             "se-v4obs-wn": [*SE, "--weight-norm", *V4OBS],
+            # the two-hot categorical critic (no HL-Gauss smoothing) with weight normalization
+            "se-cat-wn": [*SE, *CAT, "--weight-norm"],
+            "se-v4obs-cat-wn": [*SE, *CAT, "--weight-norm", *V4OBS],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}
