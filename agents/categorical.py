@@ -66,11 +66,16 @@ class Bins:
 class SymlogScalar:
     """A scalar critic in symlog space (DreamerV3's symlog regression): each critic outputs symlog(Q), fit by the
     squared error to symlog(target), and Q = symexp(output). One scale for every task's returns, as the bins
-    have, with a regression's loss."""
+    have, with a regression's loss. An output is read within [-limit, limit], the bins' range: symexp of an output
+    the critic extrapolates far outside its data (an action the actor has pushed there) would overflow, and the
+    actor's gradient through it with it."""
+
+    def __init__(self, limit: float = 10.0):
+        self.limit = limit
 
     def value(self, out: torch.Tensor) -> torch.Tensor:
         """(E, B) outputs -> (E, B) values."""
-        return symexp(out)
+        return symexp(out.clamp(-self.limit, self.limit))
 
     def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """outputs (E, B) against scalar targets (B,): half the squared error in symlog space, each member's mean

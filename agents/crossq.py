@@ -55,7 +55,8 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
     and SimbaV2 use: each critic outputs logits over this many bins evenly spaced in symlog(Q), fit by cross-entropy
     to the TD target encoded two-hot, and Q is the decoded value (agents/categorical.py); no reward scaling."""
     value_limit: float = 10.0
-    """The bins' range in symlog space, [-value_limit, value_limit]: 10 holds returns up to 22,026 in size."""
+    """The bins' range in symlog space, [-value_limit, value_limit]: 10 holds returns up to 22,026 in size. With
+    value_symlog, the range within which an output is read."""
     value_smoothing: float = 0.0
     """0: the TD target encoded two-hot. Above 0: as a Gaussian of this width in bins over the bins (HL-Gauss;
     Farebrother et al. 2024 found 0.75 best)."""
@@ -101,7 +102,7 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
         error."""
         if self.value_bins:
             return Bins(self.value_bins, self.value_limit, self.value_smoothing)
-        return SymlogScalar() if self.value_symlog else None
+        return SymlogScalar(self.value_limit) if self.value_symlog else None
 
 
 def critic_loss(batch: Batch, actor: Actor, critic: QEnsemble, alpha: torch.Tensor,

@@ -93,6 +93,18 @@ def test_bad_value_heads_are_refused(fields, message):
         CrossQConfig(**fields)
 
 
+def test_the_symlog_scalar_reads_an_output_within_its_range_so_no_value_or_gradient_overflows():
+    # An output the critic extrapolates far out (seen in a Hopper run: the actor's weights became non-finite after
+    # 350 updates) reads as the range's end, with no gradient pushing it further.
+    out = torch.tensor([[3.0, 95.0, -120.0]], requires_grad=True)
+    q = SymlogScalar(limit=10.0).value(out)
+    torch.testing.assert_close(q.detach(), torch.tensor([[symexp(torch.tensor(3.0)).item(), symexp(torch.tensor(
+        10.0)).item(), -symexp(torch.tensor(10.0)).item()]]))
+    q.sum().backward()
+    assert torch.isfinite(out.grad).all() and out.grad[0, 0] > 0 and out.grad[0, 1] == out.grad[0, 2] == 0
+    assert CrossQConfig(value_symlog=True, value_limit=7.0).value_head().limit == 7.0
+
+
 def test_the_symlog_scalar_reads_its_output_as_symlog_q_and_fits_it_there():
     head = SymlogScalar()
     out, target = torch.tensor([[0.0, 2.0], [-1.0, 5.0]]), torch.tensor([0.0, 100.0])
