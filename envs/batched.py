@@ -4,6 +4,7 @@ Playground's MJX tasks (envs/playground.py) and mjlab's (envs/mjlab.py)."""
 
 from typing import NamedTuple, Protocol
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -71,6 +72,33 @@ class Engine:
             raise NonFinite(f"environment '{self.env_id}' returned a non-finite reward "
                             f"({reward[~np.isfinite(reward)][0]})")
         return torch.from_numpy(reward.astype(np.float32, copy=False))
+
+
+class OneEnv(gym.Env):
+    """One env of a batched engine as a Gymnasium env: the evaluation env of a run whose training envs are that
+    engine's, and what the sync vector mode steps (slowly: one engine call per env step). Its episodes end as the
+    batch's do; `reset(seed=s)` reseeds the engine (`batch.seed(s)`)."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, batch: Engine):
+        self.batch = batch
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (batch.obs_dim,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (batch.act_dim,), np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self.batch.seed(seed)
+        return self.batch.reset()[0].numpy(), {}  # the engine's copies: each step makes new ones
+
+    def step(self, action):
+        out = self.batch.step(torch.as_tensor(np.asarray(action), dtype=torch.float32).reshape(1, -1))
+        return (out.final_obs[0].numpy(), float(out.reward[0]), bool(out.terminated[0]),
+                bool(out.truncated[0]), {})
+
+    def close(self) -> None:
+        self.batch.close()
 
 
 class EnvPool(Engine):

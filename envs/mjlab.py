@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from pathwise.envs.batched import BatchedStep, Engine
+from pathwise.envs.batched import BatchedStep, Engine, OneEnv
 from pathwise.envs.make import import_optional
 from pathwise.errors import NonFinite, UserError
 
@@ -122,30 +122,12 @@ class Mjlab(Engine):
         self.env.close()
 
 
-class MjlabEnv(gym.Env):
-    """One env of an mjlab task as a Gymnasium env: the evaluation env of a `--vector-mode mjlab` run, and what the
-    sync vector mode steps (slowly: Warp's kernels for one env). `reset(seed=s)` seeds its own draws."""
-
-    metadata = {"render_modes": []}
+class MjlabEnv(OneEnv):
+    """One env of an mjlab task as a Gymnasium env (`--vector-mode mjlab`'s evaluation env); `reset(seed=s)` seeds
+    its own draws."""
 
     def __init__(self, task: str, **env_kwargs):
-        self.batch = Mjlab(PREFIX + task, 1, 0, env_kwargs)
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.batch.obs_dim,), np.float32)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.batch.act_dim,), np.float32)
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        if seed is not None:
-            self.batch.seed(seed)
-        return self.batch.reset()[0].numpy(), {}
-
-    def step(self, action):
-        out = self.batch.step(torch.as_tensor(np.asarray(action), dtype=torch.float32).reshape(1, -1))
-        return (out.final_obs[0].numpy(), float(out.reward[0]), bool(out.terminated[0]),
-                bool(out.truncated[0]), {})
-
-    def close(self) -> None:
-        self.batch.close()
+        super().__init__(Mjlab(PREFIX + task, 1, 0, env_kwargs))
 
 
 def _register() -> None:

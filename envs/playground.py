@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from pathwise.envs.batched import BatchedStep, Engine
+from pathwise.envs.batched import BatchedStep, Engine, OneEnv
 from pathwise.envs.make import import_optional
 from pathwise.errors import UserError
 
@@ -192,28 +192,12 @@ def _rows(mask, leaf):
     return mask.reshape((-1,) + (1,) * (leaf.ndim - 1))
 
 
-class PlaygroundEnv(gym.Env):
-    """One env of a Playground task as a Gymnasium env: the evaluation env of a `--vector-mode mjx` run, and what
-    the sync vector mode steps (slowly: a jitted call per env step). Its episodes end as the batch's
-    do (time limit and action repeat from the task's config); `reset(seed=s)` seeds its JAX key."""
-
-    metadata = {"render_modes": []}
+class PlaygroundEnv(OneEnv):
+    """One env of a Playground task as a Gymnasium env (`--vector-mode mjx`'s evaluation env): its time limit and
+    action repeat from the task's config; `reset(seed=s)` seeds its JAX key."""
 
     def __init__(self, task: str, **env_kwargs):
-        self.batch = Playground(PREFIX + task, 1, 0, env_kwargs)
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.batch.obs_dim,), np.float32)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.batch.act_dim,), np.float32)
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        if seed is not None:
-            self.batch.seed(seed)
-        return self.batch.reset()[0].numpy(), {}  # the engine's copies: each step makes new ones
-
-    def step(self, action):
-        out = self.batch.step(torch.as_tensor(np.asarray(action), dtype=torch.float32).reshape(1, -1))
-        return (out.final_obs[0].numpy(), float(out.reward[0]), bool(out.terminated[0]),
-                bool(out.truncated[0]), {})
+        super().__init__(Playground(PREFIX + task, 1, 0, env_kwargs))
 
 
 def _register() -> None:
