@@ -151,6 +151,11 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             # the two-hot categorical critic (no HL-Gauss smoothing) with weight normalization
             "se-cat-wn": [*SE, *CAT, "--weight-norm"],
             "se-v4obs-cat-wn": [*SE, *CAT, "--weight-norm", *V4OBS],
+            # se-cat-hl-wn with an actor step every third critic step (CrossQ's own default) instead of every one: a
+            # slower actor, for Hopper's and Walker2d's policies that learn a gait and then a way of falling from it
+            "se-cat-hl-wn-pd3": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", "--policy-delay", "3"],
+            "se-v4obs-cat-hl-wn-pd3": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", "--policy-delay", "3",
+                                       *V4OBS],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}
