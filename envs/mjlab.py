@@ -21,7 +21,7 @@ import torch
 
 from pathwise.envs.batched import BatchedStep, Engine, OneEnv
 from pathwise.envs.make import import_optional
-from pathwise.errors import NonFinite, UserError
+from pathwise.errors import UserError
 
 PREFIX = "mjlab/"
 GROUP = "actor"
@@ -87,11 +87,9 @@ class Mjlab(Engine):
             self.draws = torch.get_rng_state()
 
     def _observed(self, obs: dict, where: str) -> torch.Tensor:
-        obs = obs[GROUP].float().clone()
-        if not torch.isfinite(obs).all():
-            raise NonFinite(f"environment '{self.env_id}' returned a non-finite observation "
-                            f"({obs[~torch.isfinite(obs)][0].item()}){where and ' '}{where}")
-        return obs
+        """The policy's observations, copied (what the run holds is its own, never mjlab's buffers), checked as every
+        engine's are."""
+        return self._checked(obs[GROUP].float().numpy().copy(), where)
 
     def reset(self) -> torch.Tensor:
         with self._own_draws():
@@ -108,10 +106,7 @@ class Mjlab(Engine):
                 ids = ended.nonzero().squeeze(-1)
                 fresh, _ = self._call("reset", lambda: self.env.reset(env_ids=ids))
                 next_obs = torch.where(ended.unsqueeze(-1), self._observed(fresh, "at a reset"), final_obs)
-        reward = reward.float().clone()
-        if not torch.isfinite(reward).all():
-            raise NonFinite(f"environment '{self.env_id}' returned a non-finite reward "
-                            f"({reward[~torch.isfinite(reward)][0].item()})")
+        reward = self._checked_reward(reward.float().numpy().copy())
         return BatchedStep(next_obs, reward, terminated, truncated, final_obs)
 
     def start_elapsed(self, steps: np.ndarray) -> None:
