@@ -23,11 +23,20 @@ def symexp(x: torch.Tensor) -> torch.Tensor:
 
 
 class Bins:
-    """`count` bins evenly spaced in symlog space over [-limit, limit] (symexp(10) = 22,026: a limit of 10 covers
-    every MuJoCo return at gamma 0.99)."""
+    """`count` bins evenly spaced over [-limit, limit] in symlog space (symexp(10) = 22,026: a limit of 10 covers
+    every MuJoCo return at gamma 0.99), or in the value itself with `linear` (a range the task's returns must fit:
+    a bin then resolves the same difference of Q at any size, where a symlog bin of a 101 over [-10, 10] spans 22%
+    of the value at its place)."""
 
-    def __init__(self, count: int, limit: float, smoothing: float = 0.0):
-        self.count, self.limit, self.smoothing = count, limit, smoothing
+    def __init__(self, count: int, limit: float, smoothing: float = 0.0, linear: bool = False):
+        self.count, self.limit, self.smoothing, self.linear = count, limit, smoothing, linear
+
+    def place(self, value: torch.Tensor) -> torch.Tensor:
+        """A value's place on the bins' axis, within the range."""
+        return (value if self.linear else symlog(value)).clamp(-self.limit, self.limit)
+
+    def unplace(self, place: torch.Tensor) -> torch.Tensor:
+        return place if self.linear else symexp(place)
 
     def centers(self, like: torch.Tensor) -> torch.Tensor:
         return torch.linspace(-self.limit, self.limit, self.count, device=like.device, dtype=like.dtype)
@@ -35,7 +44,7 @@ class Bins:
     def two_hot(self, target: torch.Tensor) -> torch.Tensor:
         """(...) -> (..., count): probabilities on the two bins nearest symlog(target) (one where it falls on a
         bin, the end bin outside the support), max(0, 1 - |position - i|) for bin i at the fractional position."""
-        position = (symlog(target).clamp(-self.limit, self.limit) + self.limit) * ((self.count - 1) / (2 * self.limit))
+        position = (self.place(target) + self.limit) * ((self.count - 1) / (2 * self.limit))
         index = torch.arange(self.count, device=target.device, dtype=target.dtype)
         return (1.0 - (position.unsqueeze(-1) - index).abs()).clamp(min=0.0)
 
@@ -45,7 +54,7 @@ class Bins:
         width = 2 * self.limit / (self.count - 1)
         edges = torch.linspace(-self.limit - width / 2, self.limit + width / 2, self.count + 1,
                                device=target.device, dtype=target.dtype)
-        z = (edges - symlog(target).clamp(-self.limit, self.limit).unsqueeze(-1)) / (self.smoothing * width * 2 ** 0.5)
+        z = (edges - self.place(target).unsqueeze(-1)) / (self.smoothing * width * 2 ** 0.5)
         cdf = torch.special.erf(z)
         mass = cdf[..., 1:] - cdf[..., :-1]
         return mass / mass.sum(dim=-1, keepdim=True)
@@ -54,8 +63,8 @@ class Bins:
         return self.hl_gauss(target) if self.smoothing > 0 else self.two_hot(target)
 
     def value(self, logits: torch.Tensor) -> torch.Tensor:
-        """(..., count) logits -> (...) values: symexp of the expected bin."""
-        return symexp((logits.softmax(dim=-1) * self.centers(logits)).sum(dim=-1))
+        """(..., count) logits -> (...) values: the expected bin, read back (symexp) from symlog space."""
+        return self.unplace((logits.softmax(dim=-1) * self.centers(logits)).sum(dim=-1))
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """logits (E, B, count) against scalar targets (B,): each member's mean over the batch, summed over the

@@ -56,7 +56,10 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
     to the TD target encoded two-hot, and Q is the decoded value (agents/categorical.py); no reward scaling."""
     value_limit: float = 10.0
     """The bins' range in symlog space, [-value_limit, value_limit]: 10 holds returns up to 22,026 in size. With
-    value_symlog, the range within which an output is read."""
+    value_linear, in Q itself. With value_symlog, the range within which an output is read."""
+    value_linear: bool = False
+    """Bins evenly spaced in Q over [-value_limit, value_limit] instead of in symlog(Q): finer where Q is large (a
+    bin resolves the same difference of Q everywhere), for a range that the task's discounted returns fit."""
     value_smoothing: float = 0.0
     """0: the TD target encoded two-hot. Above 0: as a Gaussian of this width in bins over the bins (HL-Gauss;
     Farebrother et al. 2024 found 0.75 best)."""
@@ -84,6 +87,7 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
         check(self.value_smoothing >= 0, f"value_smoothing must be zero or positive, got {self.value_smoothing}.")
         check(not (self.value_symlog and self.value_bins),
               "value_symlog is a scalar critic's; with value_bins the bins are already in symlog space.")
+        check(not self.value_linear or self.value_bins, "value_linear places the bins of value_bins; set value_bins.")
 
     def make_agent(self, obs_dim: int, act_dim: int, device: torch.device) -> "CrossQ":
         return CrossQ(obs_dim, act_dim, self, device)
@@ -101,7 +105,7 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
         """How the critics' outputs are read as Q and fit to the TD target; None: they are Q, fit by the squared
         error."""
         if self.value_bins:
-            return Bins(self.value_bins, self.value_limit, self.value_smoothing)
+            return Bins(self.value_bins, self.value_limit, self.value_smoothing, self.value_linear)
         return SymlogScalar(self.value_limit) if self.value_symlog else None
 
 

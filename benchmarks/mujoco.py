@@ -156,6 +156,10 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             "se-cat-hl-wn-pd3": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", "--policy-delay", "3"],
             "se-v4obs-cat-hl-wn-pd3": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", "--policy-delay", "3",
                                        *V4OBS],
+            # se-cat-hl-wn with its bins evenly spaced in Q over [-500, 500] instead of in symlog(Q) (a bin 10 wide,
+            # 3% of Hopper's Q of about 330, where a symlog bin spans 22%): do coarse bins at large Q cost Hopper?
+            "se-catlin500-hl-wn": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", "--value-linear",
+                                   "--value-limit", "500"],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}
