@@ -56,10 +56,12 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
     to the TD target encoded two-hot, and Q is the decoded value (agents/categorical.py); no reward scaling."""
     value_limit: float = 10.0
     """The bins' range in symlog space, [-value_limit, value_limit]: 10 holds returns up to 22,026 in size. With
-    value_linear, in Q itself. With value_symlog, the range within which an output is read."""
+    value_linear, in Q itself, and 0 there: a range that follows the rewards. With value_symlog, the range within
+    which an output is read."""
     value_linear: bool = False
-    """Bins evenly spaced in Q over [-value_limit, value_limit] instead of in symlog(Q): finer where Q is large (a
-    bin resolves the same difference of Q everywhere), for a range that the task's discounted returns fit."""
+    """Bins evenly spaced in Q instead of in symlog(Q): finer where Q is large (a bin resolves the same difference
+    of Q everywhere), over [-value_limit, value_limit], or with a value_limit of 0 over a range that follows the
+    rewards: it widens to hold r / (1 - gamma) for every reward r the critics have been trained on."""
     value_smoothing: float = 0.0
     """0: the TD target encoded two-hot. Above 0: as a Gaussian of this width in bins over the bins (HL-Gauss;
     Farebrother et al. 2024 found 0.75 best)."""
@@ -83,7 +85,9 @@ class CrossQConfig(MaxEntropyConfig, ActorCriticConfig):
               f"weight_norm needs the mlp network: the {self.network} network has no batch norm after every layer.")
         check(self.value_bins == 0 or self.value_bins >= 2,
               f"value_bins must be 0 (a scalar critic) or at least 2, got {self.value_bins}.")
-        check(self.value_limit > 0, f"value_limit must be positive, got {self.value_limit}.")
+        check(self.value_limit > 0 or (self.value_linear and self.value_limit == 0),
+              f"value_limit must be positive (or 0 with value_linear: a range that follows the rewards), got "
+              f"{self.value_limit}.")
         check(self.value_smoothing >= 0, f"value_smoothing must be zero or positive, got {self.value_smoothing}.")
         check(not (self.value_symlog and self.value_bins),
               "value_symlog is a scalar critic's; with value_bins the bins are already in symlog space.")
@@ -143,6 +147,8 @@ class CrossQ:
         self.config, self.device = config, device
         self.actor = config.make_actor(obs_dim, act_dim).to(device)
         self.head = config.value_head()
+        if isinstance(self.head, Bins):
+            self.head.to(device)
         self.critic = QEnsemble(obs_dim, act_dim, config.critic_hidden_sizes, config.num_critics,
                                 norm=config.norm(), out_dim=config.value_bins or 1, network=config.network).to(device)
         # With weight normalization: the hidden layers projected once here, and after each of their steps.
@@ -199,6 +205,8 @@ class CrossQ:
         return {**info, **self.last_actor_info, "alpha": self.alpha}
 
     def critic_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        if isinstance(self.head, Bins):
+            self.head.widen(batch.reward, batch.discount)
         loss, info = self.critic_losses(batch, self.alpha)
         self.critic_optimizer.zero_grad()
         loss.backward()
@@ -221,7 +229,8 @@ class CrossQ:
     def state_dict(self) -> dict:
         return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
                 "log_alpha": self.log_alpha.detach().clone(), "critic_optimizer": self.critic_optimizer.state_dict(),
-                "actor_optimizer": self.actor_optimizer.state_dict(), "updates": self.updates}
+                "actor_optimizer": self.actor_optimizer.state_dict(), "updates": self.updates,
+                **({"value_range": self.head.range.clone()} if isinstance(self.head, Bins) else {})}
 
     def load_state_dict(self, state: dict) -> None:
         for name in ("actor", "critic", "critic_optimizer", "actor_optimizer"):
@@ -229,3 +238,5 @@ class CrossQ:
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
         self.updates = state["updates"]
+        if isinstance(self.head, Bins) and "value_range" in state:
+            self.head.range.copy_(state["value_range"])

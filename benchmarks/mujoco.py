@@ -160,6 +160,12 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             # 3% of Hopper's Q of about 330, where a symlog bin spans 22%): do coarse bins at large Q cost Hopper?
             "se-catlin500-hl-wn": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", "--value-linear",
                                    "--value-limit", "500"],
+            # the same with a range that follows the rewards (--value-limit 0): it widens to r / (1 - gamma) for the
+            # largest reward trained on, one rule for every task in place of a range per task
+            "se-catlinf-hl-wn": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", "--value-linear",
+                                 "--value-limit", "0"],
+            "se-v4obs-catlinf-hl-wn": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", "--value-linear",
+                                       "--value-limit", "0", *V4OBS],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}

@@ -64,7 +64,8 @@ def test_the_loss_is_the_cross_entropy_to_the_two_hot_target_summed_over_members
     torch.testing.assert_close(BINS.loss(logits, target), want)
 
 
-@pytest.mark.parametrize("head", [{"value_bins": 51}, {"value_symlog": True}])
+@pytest.mark.parametrize("head", [{"value_bins": 51}, {"value_symlog": True},
+                                  {"value_bins": 51, "value_linear": True, "value_limit": 0}])
 def test_a_critic_with_a_value_head_fits_its_targets(head):
     torch.manual_seed(0)
     config = CrossQConfig(actor_hidden_sizes=(32, 32), critic_hidden_sizes=(64, 64), policy_delay=100,
@@ -73,7 +74,8 @@ def test_a_critic_with_a_value_head_fits_its_targets(head):
     g = torch.Generator().manual_seed(1)
     obs, action = torch.randn(128, 3, generator=g), torch.rand(128, 2, generator=g) * 2 - 1
     reward = 100 * obs[:, 0] + 20 * action[:, 1]  # terminal steps: the target is the reward alone
-    batch = Batch(obs, action, reward, torch.randn(128, 3, generator=g), torch.ones(128), torch.full((128,), 0.99))
+    # terminal steps: the discount (0.5) only sets how far a range that follows the rewards reaches (r / 0.5)
+    batch = Batch(obs, action, reward, torch.randn(128, 3, generator=g), torch.ones(128), torch.full((128,), 0.5))
     assert agent.critic(obs, action).shape == ((2, 128, 51) if "value_bins" in head else (2, 128))
     first = agent.update(batch)["critic_loss"]
     for _ in range(600):  # long enough for the running statistics to settle
@@ -91,6 +93,30 @@ def test_a_critic_with_a_value_head_fits_its_targets(head):
 def test_bad_value_heads_are_refused(fields, message):
     with pytest.raises(ValueError, match=message):
         CrossQConfig(**fields)
+
+
+def test_linear_bins_place_values_evenly_in_q_and_decode_their_encoding_exactly():
+    bins = Bins(11, 50.0, linear=True)
+    torch.testing.assert_close(bins.centers(torch.zeros(())), torch.linspace(-50.0, 50.0, 11))
+    target = torch.tensor([-50.0, -7.5, 0.0, 12.0, 33.3, 50.0])
+    torch.testing.assert_close(bins.value(bins.two_hot(target).log()), target)
+    assert bins.two_hot(torch.tensor([20.0]))[0, 7] == 1.0  # 20 is the centre of bin 7 (-50 + 7 * 10)
+    assert torch.equal(bins.two_hot(torch.tensor([80.0])), bins.two_hot(torch.tensor([50.0])))  # the end bin
+
+
+def test_a_following_range_widens_to_each_rewards_return_and_never_narrows():
+    bins = Bins(21, 0.0, linear=True)
+    torch.testing.assert_close(bins.range, torch.tensor([-1.0, 1.0]))
+    bins.widen(torch.tensor([0.5, 3.0, -0.2]), torch.full((3,), 0.99))  # 3 / 0.01 = 300; -0.2 / 0.01 = -20
+    torch.testing.assert_close(bins.range, torch.tensor([-20.0, 300.0]))
+    bins.widen(torch.tensor([1.0]), torch.tensor([0.9]))  # an n-step reward with its discount: 10, inside
+    torch.testing.assert_close(bins.range, torch.tensor([-20.0, 300.0]))
+    assert Bins(21, 10.0, linear=True).follows is False and Bins(21, 0.0).follows is False
+    fixed = Bins(21, 10.0)
+    fixed.widen(torch.tensor([1e4]), torch.tensor([0.99]))
+    torch.testing.assert_close(fixed.range, torch.tensor([-10.0, 10.0]))
+    with pytest.raises(ValueError, match="value_limit must be positive"):
+        CrossQConfig(value_bins=11, value_limit=0)
 
 
 def test_the_symlog_scalar_reads_an_output_within_its_range_so_no_value_or_gradient_overflows():
@@ -113,11 +139,13 @@ def test_the_symlog_scalar_reads_its_output_as_symlog_q_and_fits_it_there():
     torch.testing.assert_close(head.loss(out, target), want)
 
 
-def test_a_categorical_crossq_run_trains_saves_and_resumes_exactly(tiny, tmp_path):
+@pytest.mark.parametrize("head", [{}, {"value_linear": True, "value_limit": 0}])
+def test_a_categorical_crossq_run_trains_saves_and_resumes_exactly(tiny, tmp_path, head):
     from pathwise.checkpoint import load_checkpoint
     from pathwise.run import resume, train
 
-    common = dict(agent=CrossQConfig(actor_hidden_sizes=(32, 32), critic_hidden_sizes=(32, 32), value_bins=11),
+    common = dict(agent=CrossQConfig(actor_hidden_sizes=(32, 32), critic_hidden_sizes=(32, 32), value_bins=11,
+                                     **head),
                   total_steps=300, eval_episodes=1)
     straight = train(tiny(run_dir=str(tmp_path / "straight"), **common))
     train(tiny(run_dir=str(tmp_path / "split"), **{**common, "total_steps": 200}))
@@ -126,4 +154,6 @@ def test_a_categorical_crossq_run_trains_saves_and_resumes_exactly(tiny, tmp_pat
     assert a["critic"]["layers.2.weight"].shape == (2, 32, 11)
     for part in ("actor", "critic"):
         assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+    if head:  # the range the rewards widened, kept in the checkpoint
+        assert a["value_range"][1] - a["value_range"][0] > 2.0 and torch.equal(a["value_range"], b["value_range"])
     assert resumed.eval_return_mean == straight.eval_return_mean
