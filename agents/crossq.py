@@ -212,6 +212,8 @@ class CrossQ:
         loss.backward()
         self.critic_optimizer.step()
         project_to_unit_rows_(self.critic_linears)
+        if isinstance(self.head, Bins) and self.head.follows:
+            info |= {"value_low": self.head.range[0].clone(), "value_high": self.head.range[1].clone()}
         return info
 
     def actor_step(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
