@@ -248,7 +248,9 @@ def run(env_id: str, agent: str, seed: int, args) -> str:
         cmd = [python, "-c", PEER_WORKER, agent, env_id, str(seed), str(args.steps), str(args.eval_every),
                str(args.eval_episodes), str(args.threads), str(path / "evaluations.csv")]
     else:
-        cmd = [sys.executable, str(ROOT / "train.py"), "--env", env_id, *VARIANTS.get(agent, ["--agent", agent]),
+        entry = [str(ROOT / "benchmarks" / "policy_average.py"), "--rates", *map(str, args.average_rates), "--"] \
+            if args.average_rates else [str(ROOT / "train.py")]
+        cmd = [sys.executable, *entry, "--env", env_id, *VARIANTS.get(agent, ["--agent", agent]),
                "--seed", str(seed),
                "--total-steps", str(args.steps), "--eval-every", str(args.eval_every),
                "--eval-episodes", str(args.eval_episodes), "--checkpoint-every", "0", "--no-save-buffer",
@@ -271,6 +273,8 @@ def timed_run(label: str, cmd: list[str], path: Path, env: dict, ours: bool) -> 
         return f"{label}: FAILED (see {path / 'log.txt'})"
     if ours:
         shutil.copy(path / "run" / "evaluations.csv", path / "evaluations.csv")
+        if (path / "run" / "averaged.csv").is_file():  # benchmarks/policy_average.py's
+            shutil.copy(path / "run" / "averaged.csv", path / "averaged.csv")
     (path / "wall_seconds.txt").write_text(f"{wall:.0f}\n")
     return f"{label}: done in {wall:.0f} s"
 
@@ -337,6 +341,9 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--report", action="store_true", help="only print the table and draw the plot")
+    parser.add_argument("--average-rates", type=float, nargs="+", default=None,
+                        help="our runs through benchmarks/policy_average.py: averages of the actor at these rates "
+                             "evaluated beside it (averaged.csv)")
     parser.add_argument("--sbx-python", default="python", help="the Python of a virtual environment with sbx-rl, "
                         "for sbx-crossq-256 (SBX needs JAX: keep it apart from this one)")
     args = parser.parse_args()
