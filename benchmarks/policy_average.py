@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[0] = str(ROOT)  # in place of benchmarks/, whose mujoco.py would shadow the mujoco package
 from pathwise.cli import parse_args  # noqa: E402
 from pathwise.evaluation import run_episodes  # noqa: E402
 from pathwise.run import _run, build_trainer  # noqa: E402
