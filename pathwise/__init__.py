@@ -20,7 +20,9 @@ _CHECKOUT = Path(__file__).resolve().parent.parent
 class _CheckoutFolders:
     """A checkout keeps agents/ and envs/ at its top, beside pathwise/ (installed, setuptools puts them inside the
     package): run from a checkout that is not installed, they import as pathwise.agents and pathwise.envs all the
-    same, and nothing else of the checkout's top becomes part of the package."""
+    same, and nothing else of the checkout's top becomes part of the package. It is asked first: where another
+    checkout is installed in editable mode, its finder would otherwise serve that checkout's agents and envs beside
+    this one's pathwise."""
 
     @staticmethod
     def find_spec(name, path=None, target=None):
@@ -32,7 +34,7 @@ class _CheckoutFolders:
 
 if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "agents" / "__init__.py").is_file() \
         and not (Path(__file__).parent / "agents").exists():
-    sys.meta_path.append(_CheckoutFolders)
+    sys.meta_path.insert(0, _CheckoutFolders)
 
 
 def __getattr__(name: str):

@@ -65,3 +65,18 @@ def test_every_preset_folder_is_packaged():
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     folders = {f"pathwise.configs.{d.name}" for d in (ROOT / "configs").iterdir() if d.is_dir()}
     assert folders <= set(packages), folders - set(packages)
+
+
+def test_a_second_checkout_runs_its_own_agents_and_envs_beside_an_editable_install(tmp_path):
+    # The test environment has this checkout installed (editable or not); a copy of the checkout run from its own
+    # top imports pathwise, pathwise.agents and pathwise.envs all from the copy, not some from the installed one.
+    copy = tmp_path / "other-checkout"
+    copy.mkdir()
+    for part in ("pathwise", "agents", "envs"):
+        shutil.copytree(ROOT / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import pathwise, pathwise.agents.crossq, pathwise.envs.make; "
+            "print(pathwise.__file__, pathwise.agents.crossq.__file__, pathwise.envs.make.__file__)")
+    where = subprocess.run([sys.executable, "-c", code, str(copy)], capture_output=True, text=True, cwd=tmp_path)
+    assert where.returncode == 0, where.stderr
+    assert all(path.startswith(str(copy)) for path in where.stdout.split()), where.stdout
