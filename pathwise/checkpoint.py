@@ -91,6 +91,12 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
         old.unlink()
 
 
+def policy_actor_state(payload: dict) -> dict:
+    """The actor of a checkpoint's policy: the average of `policy_average` where the run kept one, else the
+    agent's."""
+    return payload["policy_actor"] if "policy_actor" in payload else payload["agent_state"]["actor"]
+
+
 def load_checkpoint(path: str | Path, which: str = "last") -> dict:
     """The payload of the checkpoint at `path` (a file, or a run directory's last or best), on the CPU."""
     path = latest_checkpoint(path, which)
@@ -141,12 +147,16 @@ class Checkpointer:
     def best(self) -> Path:
         return best_path(self.run_dir)
 
-    def save_run(self, env_steps: int, parts: dict, trainer_state: dict, speed: dict | None) -> Path:
+    def save_run(self, env_steps: int, parts: dict, trainer_state: dict, speed: dict | None,
+                 policy_actor: dict | None = None) -> Path:
         """The whole training state: each part's own state (`parts`: agent, collector, buffer, normalizer or None),
-        the trainer's, and what the run chose for speed."""
+        the trainer's, what the run chose for speed, and the policy's actor where it is not the agent's (the
+        average of `policy_average`)."""
         normalizer = parts["normalizer"].state_dict() if parts["normalizer"] is not None else None
         payload = {**self.policy_payload(env_steps, parts["agent"].state_dict(), normalizer),
                    "collector": parts["collector"].state_dict(), "trainer": trainer_state}
+        if policy_actor is not None:
+            payload["policy_actor"] = policy_actor
         if self.config.save_buffer:
             payload["buffer"] = parts["buffer"].state_dict()
         if speed is not None:

@@ -67,6 +67,11 @@ class Config:
     reset_keep: float = 0.0
     """Share of each network parameter a reset keeps: 0 is a full reset, 0 < keep < 1 shrink and perturb
     (keep * old + (1 - keep) * fresh)."""
+    policy_average: float = 0.0
+    """0: the policy the run evaluates, saves and exports is the actor. Above 0: a running average of the actor's
+    weights and normalization statistics, moved this share of the way to the actor after each env step's updates
+    (0.002: about the last 500 env steps); the actor itself still acts in training. An actor trained at high update
+    ratios can fall in one evaluation and walk in the next; its average keeps the gait (docs/benchmarks.md)."""
     lr_final_fraction: float = 1.0
     """Every learning rate falls linearly, from its value at the first update to this fraction of it at
     lr_decay_steps (1: constant; 0.1: a tenth of it at the end)."""
@@ -141,6 +146,8 @@ class Config:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
         if not 0.0 < self.lr_final_fraction <= 1.0:
             raise ValueError(f"lr_final_fraction must lie in (0, 1], got {self.lr_final_fraction}.")
+        if not 0.0 <= self.policy_average <= 1.0:
+            raise ValueError(f"policy_average must lie in [0, 1], got {self.policy_average}.")
         if not 0.0 <= self.reset_keep < 1.0:
             raise ValueError(f"reset_keep must lie in [0, 1), got {self.reset_keep}.")
         for name in ("learning_starts", "eval_every", "eval_episodes", "video_every", "checkpoint_every", "threads",

@@ -1,6 +1,7 @@
 """Running a policy for whole episodes: returns, lengths, and optionally an mp4 of each episode; and the
 training run's evaluations."""
 
+import copy
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -8,6 +9,7 @@ from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from pathwise.envs import make_env
 from pathwise.errors import UserError
@@ -105,6 +107,31 @@ class Evaluator:
 
     def close(self) -> None:
         self.env.close()
+
+
+class PolicyAverage:
+    """A running average of an actor (`policy_average`): after each env step's updates every floating-point tensor
+    of its state (weights, and normalization statistics) moves `rate` of the way to the actor's; counters are
+    copied. Its state travels in every checkpoint as the run's policy."""
+
+    def __init__(self, actor: torch.nn.Module, rate: float):
+        self.actor, self.rate = copy.deepcopy(actor), rate
+        self.actor.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, actor: torch.nn.Module) -> None:
+        mine, theirs = self.actor.state_dict().values(), actor.state_dict().values()
+        floats = [(a, b) for a, b in zip(mine, theirs) if a.is_floating_point()]
+        torch._foreach_lerp_([a for a, _ in floats], [b for _, b in floats], self.rate)
+        for a, b in zip(mine, theirs):
+            if not a.is_floating_point():
+                a.copy_(b)
+
+    def state_dict(self) -> dict:
+        return {k: v.detach().clone() for k, v in self.actor.state_dict().items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.actor.load_state_dict(state)
 
 
 class BestPolicy:

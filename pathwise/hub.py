@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from pathwise.checkpoint import policy_actor_state
 from pathwise.config import from_dict, to_dict
 from pathwise.errors import UserError
 
@@ -40,7 +41,7 @@ def write_folder(payload: dict, evaluation: dict, folder: Path, video: Path | No
             raise UserError(f"{folder} exists and is not a pathwise model folder; give an empty or new folder.")
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    tensors = {f"actor.{k}": v for k, v in payload["agent_state"]["actor"].items()}
+    tensors = {f"actor.{k}": v for k, v in policy_actor_state(payload).items()}
     tensors.update({f"obs_normalizer.{k}": v for k, v in payload.get("obs_normalizer", {}).items()})
     save_file({k: v.contiguous() for k, v in tensors.items()}, folder / WEIGHTS)
     (folder / CONFIG).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

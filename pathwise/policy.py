@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from pathwise import hub
-from pathwise.checkpoint import latest_checkpoint, load_checkpoint
+from pathwise.checkpoint import latest_checkpoint, load_checkpoint, policy_actor_state
 from pathwise.config import from_dict
 from pathwise.errors import UserError
 from pathwise.normalizer import ObsNormalizer
@@ -102,7 +102,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu", which: str
         low = torch.tensor(spaces["action_low"], dtype=torch.float32)
         high = torch.tensor(spaces["action_high"], dtype=torch.float32)
         actor = config.agent.make_actor(spaces["obs_dim"], len(low))
-        actor.load_state_dict(payload["agent_state"]["actor"])
+        actor.load_state_dict(policy_actor_state(payload))
         normalizer = None
         if "obs_normalizer" in payload:
             normalizer = ObsNormalizer(spaces["obs_dim"])

@@ -19,7 +19,7 @@ from pathwise.checkpoint import Checkpointer, CheckpointNotWritten
 from pathwise.collector import Collector
 from pathwise.config import Config
 from pathwise.errors import EnvFault, NonFinite, UserError
-from pathwise.evaluation import BestPolicy, Evaluator
+from pathwise.evaluation import BestPolicy, Evaluator, PolicyAverage
 from pathwise.logger import Logger
 from pathwise.metrics import IntervalMetrics
 from pathwise.normalizer import ObsNormalizer
@@ -103,6 +103,8 @@ class Trainer:
         self.run_dir = checkpoints.run_dir
         self.normalizer = normalizer  # the buffer keeps raw observations; the agent sees normalized ones
         self.best = BestPolicy(checkpoints)
+        # The policy evaluated and saved: a running average of the actor (policy_average), or the actor itself.
+        self.average = PolicyAverage(agent.actor, config.policy_average) if config.policy_average else None
         self.learning_rates = LearningRates(optimizers(agent), config)
         self.env_steps = 0
         self.run_time = 0.0  # seconds of training in the run's earlier sessions
@@ -256,6 +258,8 @@ class Trainer:
             if self.normalizer is not None:
                 batch = batch._replace(obs=self.normalizer(batch.obs), next_obs=self.normalizer(batch.next_obs))
             self.metrics.add_update(self.agent.update(batch))
+        if self.average is not None:
+            self.average.update(self.agent.actor)
         took = time.perf_counter() - t0
         self.metrics.time_update += took
         return took
@@ -272,10 +276,19 @@ class Trainer:
         obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
         return obs_t if self.normalizer is None else self.normalizer(obs_t)
 
+    @property
+    def policy_actor(self) -> torch.nn.Module:
+        return self.agent.actor if self.average is None else self.average.actor
+
     def policy(self, deterministic: bool = True):
-        """The agent as a function of NumPy observations (B, O) -> actions (B, A) in [-1, 1]."""
+        """The run's policy (the agent, or the average of its actor) as a function of NumPy observations (B, O) ->
+        actions (B, A) in [-1, 1]."""
+        @torch.no_grad()
         def act(obs: np.ndarray) -> np.ndarray:
-            return self.agent.act(self._agent_obs(obs), deterministic=deterministic).cpu().numpy()
+            if self.average is None:
+                return self.agent.act(self._agent_obs(obs), deterministic=deterministic).cpu().numpy()
+            dist = self.average.actor(self._agent_obs(obs))
+            return (dist.mode if deterministic else dist.sample()).cpu().numpy()
         return act
 
     def evaluate(self) -> tuple[float, float]:
@@ -286,7 +299,7 @@ class Trainer:
         if not self.evaluator.finite():
             raise Diverged(f"training diverged: the evaluation return at step {self.env_steps:,} is {result[0]}.")
         normalizer = self.normalizer.state_dict() if self.normalizer is not None else None
-        _or_warn(lambda: self.best.consider(self.env_steps, result[0], self.agent.actor.state_dict(), normalizer))
+        _or_warn(lambda: self.best.consider(self.env_steps, result[0], self.policy_actor.state_dict(), normalizer))
         for callback in self.on_evaluation:
             callback(self.env_steps, *result)
         return result
@@ -329,7 +342,8 @@ class Trainer:
         (a periodic one: the run keeps its earlier checkpoints), else stop the run with that sentence."""
         def write() -> Path:
             return self.checkpoints.save_run(self.env_steps, self.parts(), self.state_dict(),
-                                             self.speed.as_dict() if self.speed is not None else None)
+                                             self.speed.as_dict() if self.speed is not None else None,
+                                             self.average.state_dict() if self.average is not None else None)
         return _or_warn(write) if or_warn else write()
 
     def parts(self) -> dict:
@@ -353,6 +367,8 @@ class Trainer:
         self.buffer.end_episodes(self.collector.restarted)
         self.env_steps, self.run_time = state["env_steps"], state["run_time"]
         self.dropped_episodes = state.get("dropped_episodes", 0)
+        if self.average is not None:
+            self.average.load_state_dict(payload["policy_actor"])
         _or_warn(lambda: self.best.load_state_dict(state["best"]))
         self.evaluator.last = tuple(state["last_eval"]) if state["last_eval"] else None
         self.logger.forget_evaluations_after(self.env_steps)

@@ -93,6 +93,50 @@ def test_observation_normalization_travels_with_the_policy_into_load_and_export(
         np.testing.assert_allclose(exported(torch.from_numpy(obs)).numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_the_policy_average_moves_each_float_toward_the_actor_by_its_rate_and_copies_counters():
+    from pathwise.agents.crossq import CrossQConfig
+    from pathwise.evaluation import PolicyAverage
+
+    actor = CrossQConfig(actor_hidden_sizes=(8, 8)).make_actor(3, 1)
+    average = PolicyAverage(actor, 0.25)
+    before = {k: v.clone() for k, v in average.state_dict().items()}
+    with torch.no_grad():
+        for p in actor.parameters():
+            p.add_(1.0)
+        actor(torch.randn(16, 3), train=True)  # batch renorm: running statistics and its step counter move
+    average.update(actor)
+    now, live = average.state_dict(), actor.state_dict()
+    counters = [k for k in now if not now[k].is_floating_point()]
+    assert counters and all(torch.equal(now[k], live[k]) for k in counters)
+    for k in (k for k in now if now[k].is_floating_point()):
+        torch.testing.assert_close(now[k], 0.75 * before[k] + 0.25 * live[k])
+    assert not any(p.requires_grad for p in average.actor.parameters())
+
+
+def test_a_run_with_a_policy_average_evaluates_saves_exports_and_resumes_that_average(tiny, tmp_path):
+    # At rate 1 the average is the actor after every step: the same run, evaluation for evaluation.
+    plain = train(tiny(run_dir=str(tmp_path / "plain"), eval_every=100))
+    whole = train(tiny(run_dir=str(tmp_path / "whole"), eval_every=100, policy_average=1.0))
+    assert whole.eval_return_mean == plain.eval_return_mean
+    common = dict(total_steps=400, eval_every=100, policy_average=0.05)
+    straight = build_trainer(tiny(run_dir=str(tmp_path / "straight"), **common))
+    summary = straight.run()
+    straight.close()
+    payload = load_checkpoint(summary.checkpoint)
+    average, actor = payload["policy_actor"], payload["agent_state"]["actor"]
+    assert average.keys() == actor.keys() and not all(torch.equal(average[k], actor[k]) for k in actor)
+    obs = np.random.default_rng(3).uniform(-1, 1, (8, 3)).astype(np.float32)
+    expected = 2.0 * straight.policy()(obs)  # the average's actions, which load_policy and best.pt give
+    np.testing.assert_allclose(load_policy(summary.checkpoint).act(obs), expected, rtol=1e-5, atol=1e-6)
+    best = load_checkpoint(tmp_path / "straight", which="best")
+    assert best["evaluation"]["env_steps"] == summary.best[0]
+    train(tiny(run_dir=str(tmp_path / "split"), **{**common, "total_steps": 250}))
+    resumed = resume(tmp_path / "split", {"total_steps": 400})
+    again = load_checkpoint(resumed.checkpoint)["policy_actor"]
+    assert all(torch.equal(average[k], again[k]) for k in average)
+    assert resumed.eval_return_mean == summary.eval_return_mean
+
+
 def test_resume_without_a_saved_buffer_goes_on_with_its_episode_in_flight(tiny, tmp_path):
     train(tiny(total_steps=250, save_buffer=False))
     saved = load_checkpoint(tmp_path / "run")["collector"]
