@@ -6,7 +6,8 @@ One training run, exactly as train.py runs it, with averages of its actor kept b
 updates, each average moves `rate` of the way to the actor's weights and normalization statistics (0.01 averages
 over about the last 100 env steps). At each of the run's evaluations every average is evaluated on the same seeded
 episodes as the actor: a paired comparison on one training trajectory, which the averages do not touch (the run's
-evaluations.csv is the actor's, as a plain run's).
+evaluations.csv is the actor's, as a plain run's). train.py's `--policy-average RATE` makes one such average the
+run's policy; this measures several against the actor on one run.
 
     python benchmarks/policy_average.py --rates 0.01 0.002 -- --env Hopper-v5 --config sample-efficient \\
         --total-steps 100000 --run-dir runs/hopper-averaged
