@@ -168,7 +168,7 @@ VARIANTS = {"crossq-256": CROSSQ_256,
                                        "--value-limit", "0", *V4OBS],
             # the same with the run's policy a running average of the actor, 0.002 of the way to it per env step
             # (--policy-average: of the rates 0.01, 0.002 and 0.0005 measured beside the actor by
-            # benchmarks/policy_average.py, the best over Hopper's and Ant's first seeds at 50k and 100k)
+            # benchmarks/policy_average.py, the best over four runs' evaluations at 50k and 100k)
             "se-catlinf-hl-wn-pa": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", "--value-linear",
                                     "--value-limit", "0", "--policy-average", "0.002"],
             "se-v4obs-catlinf-hl-wn-pa": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", "--value-linear",
