@@ -17,7 +17,6 @@ Writes RUN_DIR/averaged.csv: env_steps, rate, return_mean, return_std, length_me
 """
 
 import argparse
-import copy
 import csv
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # in place of benchmarks/, whose mujoco.py would shadow the mujoco package
 from pathwise.cli import parse_args  # noqa: E402
-from pathwise.evaluation import run_episodes  # noqa: E402
+from pathwise.evaluation import PolicyAverage, run_episodes  # noqa: E402
 from pathwise.run import _run, build_trainer  # noqa: E402
 
 
@@ -46,7 +45,7 @@ def main() -> None:
         parser.error("a resumed run is not supported: give a new run's flags after --.")
     trainer = build_trainer(config)
     actor = trainer.agent.actor
-    averages = {rate: copy.deepcopy(actor) for rate in args.rates}
+    averages = {rate: PolicyAverage(actor, rate) for rate in args.rates}  # what --policy-average RATE keeps
     out = Path(trainer.run_dir) / "averaged.csv"
     with open(out, "w", newline="") as f:
         csv.writer(f).writerow(["env_steps", "rate", "return_mean", "return_std", "length_mean"])
@@ -55,14 +54,8 @@ def main() -> None:
 
     def update_and_average(env_steps: int) -> float:
         took = update(env_steps)
-        with torch.no_grad():
-            live = list(actor.state_dict().values())
-            for rate, average in averages.items():
-                for mine, theirs in zip(average.state_dict().values(), live):
-                    if mine.is_floating_point():
-                        mine.lerp_(theirs, rate)
-                    else:
-                        mine.copy_(theirs)  # counters (batch renorm's steps)
+        for average in averages.values():
+            average.update(actor)
         return took
 
     def evaluate_averages(env_steps: int, *_) -> None:
@@ -70,7 +63,7 @@ def main() -> None:
         for rate, average in averages.items():
             def policy(obs, average=average):
                 with torch.no_grad():
-                    return average(trainer._agent_obs(obs)).mode.cpu().numpy()
+                    return average.actor(trainer._agent_obs(obs)).mode.cpu().numpy()
             result = run_episodes(policy, trainer.evaluator.env, config.eval_episodes, trainer.evaluator.seed)
             rows.append([env_steps, rate, f"{result.returns.mean():.4f}", f"{result.returns.std():.4f}",
                          f"{result.lengths.mean():.1f}"])
