@@ -179,6 +179,12 @@ VARIANTS = {"crossq-256": CROSSQ_256,
                                       "--value-limit", "0", "--gamma", "0.995"],
             "se-v4obs-catlinf-hl-wn-g995": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", "--value-linear",
                                             "--value-limit", "0", "--gamma", "0.995", *V4OBS],
+            # the same with the run's policy the average of the actor at 0.002 (--policy-average): the grid candidate
+            "se-catlinf-hl-wn-g995-pa": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", "--value-linear",
+                                         "--value-limit", "0", "--gamma", "0.995", "--policy-average", "0.002"],
+            "se-v4obs-catlinf-hl-wn-g995-pa": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm",
+                                               "--value-linear", "--value-limit", "0", "--gamma", "0.995",
+                                               "--policy-average", "0.002", *V4OBS],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}
