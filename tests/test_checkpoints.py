@@ -1,5 +1,6 @@
 """Saved policies: round trip, exact resume, kills and Ctrl-C, unsafe or broken files, export, evaluate.py."""
 
+import csv
 import json
 import os
 import pickle
@@ -135,6 +136,30 @@ def test_a_run_with_a_policy_average_evaluates_saves_exports_and_resumes_that_av
     again = load_checkpoint(resumed.checkpoint)["policy_actor"]
     assert all(torch.equal(average[k], again[k]) for k in average)
     assert resumed.eval_return_mean == summary.eval_return_mean
+
+
+def test_the_benchmarks_average_at_a_rate_evaluates_as_the_run_whose_policy_is_that_average(tmp_path):
+    # benchmarks/policy_average.py keeps averages beside an untouched run; its average at a rate is the policy of a
+    # run with --policy-average at that rate, evaluation for evaluation (so one such run reports both).
+    run = ("--env", "Pendulum-v1", "--total-steps", 400, "--learning-starts", 100, "--batch-size", 32,
+           "--hidden-sizes", 16, 16, "--eval-every", 100, "--eval-episodes", 2, "--threads", 1, "--precision", "fp32",
+           "--no-compile", "--wandb", "disabled")
+    beside = script("benchmarks/policy_average.py", "--rates", 0.05, 1, "--", *run, "--run-dir", tmp_path / "beside")
+    assert beside.returncode == 0, beside.stderr
+    policy = script("train.py", *run, "--policy-average", 0.05, "--run-dir", tmp_path / "policy")
+    assert policy.returncode == 0, policy.stderr
+    with open(tmp_path / "beside" / "averaged.csv") as f:
+        averaged = list(csv.DictReader(f))
+    with open(tmp_path / "policy" / "evaluations.csv") as f:
+        evaluated = list(csv.DictReader(f))
+    with open(tmp_path / "beside" / "evaluations.csv") as f:
+        actor = list(csv.DictReader(f))
+    columns = ("env_steps", "return_mean", "return_std", "length_mean")
+    assert len(evaluated) == 4
+    for rate, expected in (("0.05", evaluated), ("1.0", actor)):
+        rows = [{c: row[c] for c in columns} for row in averaged if row["rate"] == rate]
+        assert rows == [{c: row[c] for c in columns} for row in expected]
+    assert [row["return_mean"] for row in evaluated] != [row["return_mean"] for row in actor]
 
 
 def test_resume_without_a_saved_buffer_goes_on_with_its_episode_in_flight(tiny, tmp_path):
