@@ -51,6 +51,9 @@ SE = ["--config", "sample-efficient"]
 SE_LR1 = [*SE, "--lr-final-fraction", "1"]
 V4OBS = ["--env-kwargs", "include_cfrc_ext_in_observation=False"]
 CAT = ["--value-bins", "101"]
+# the categorical candidate: 101 bins, HL-Gauss targets (0.75 bins wide), weight-normalized critics, bins linear in
+# the value over a range that follows the rewards ("se-catlinf-hl-wn" below)
+CATLINF = [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", "--value-linear", "--value-limit", "0"]
 SAC_TEMP = ["--init-alpha", "1", "--target-entropy-per-dim", "-1"]
 VARIANTS = {"crossq-256": CROSSQ_256,
             # SBX's log-std (a clip of the head's output to [-20, 2]) and temperature loss (in log alpha)
@@ -162,29 +165,26 @@ VARIANTS = {"crossq-256": CROSSQ_256,
                                    "--value-limit", "500"],
             # the same with a range that follows the rewards (--value-limit 0): it widens to r / (1 - gamma) for the
             # largest reward trained on, one rule for every task in place of a range per task
-            "se-catlinf-hl-wn": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", "--value-linear",
-                                 "--value-limit", "0"],
-            "se-v4obs-catlinf-hl-wn": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", "--value-linear",
-                                       "--value-limit", "0", *V4OBS],
+            "se-catlinf-hl-wn": CATLINF,
+            "se-v4obs-catlinf-hl-wn": [*CATLINF, *V4OBS],
             # the same with the run's policy a running average of the actor, 0.002 of the way to it per env step
             # (--policy-average: of the rates 0.01, 0.002 and 0.0005 measured beside the actor by
             # benchmarks/policy_average.py, the best over four runs' evaluations at 50k and 100k)
-            "se-catlinf-hl-wn-pa": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", "--value-linear",
-                                    "--value-limit", "0", "--policy-average", "0.002"],
-            "se-v4obs-catlinf-hl-wn-pa": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", "--value-linear",
-                                          "--value-limit", "0", "--policy-average", "0.002", *V4OBS],
+            "se-catlinf-hl-wn-pa": [*CATLINF, "--policy-average", "0.002"],
+            "se-v4obs-catlinf-hl-wn-pa": [*CATLINF, "--policy-average", "0.002", *V4OBS],
             # the candidate with a longer horizon (discount 0.995 for 0.99): at 0.99 a gait that falls 300 steps on
             # is worth only ~5% less than one that walks on, less than a faster gait gains (Hopper's late falls)
-            "se-catlinf-hl-wn-g995": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", "--value-linear",
-                                      "--value-limit", "0", "--gamma", "0.995"],
-            "se-v4obs-catlinf-hl-wn-g995": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", "--value-linear",
-                                            "--value-limit", "0", "--gamma", "0.995", *V4OBS],
+            "se-catlinf-hl-wn-g995": [*CATLINF, "--gamma", "0.995"],
+            "se-v4obs-catlinf-hl-wn-g995": [*CATLINF, "--gamma", "0.995", *V4OBS],
             # the same with the run's policy the average of the actor at 0.002 (--policy-average): the grid candidate
-            "se-catlinf-hl-wn-g995-pa": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", "--value-linear",
-                                         "--value-limit", "0", "--gamma", "0.995", "--policy-average", "0.002"],
-            "se-v4obs-catlinf-hl-wn-g995-pa": [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm",
-                                               "--value-linear", "--value-limit", "0", "--gamma", "0.995",
-                                               "--policy-average", "0.002", *V4OBS],
+            "se-catlinf-hl-wn-g995-pa": [*CATLINF, "--gamma", "0.995", "--policy-average", "0.002"],
+            "se-v4obs-catlinf-hl-wn-g995-pa": [*CATLINF, "--gamma", "0.995", "--policy-average", "0.002", *V4OBS],
+            # the grid candidate with a horizon growing from 0.99's to 0.995's over the first 50k env steps
+            # (--gamma-start, --gamma-rise-steps): at 0.995 from the start Hopper's gait comes later, at 50k below 0.99
+            "se-catlinf-hl-wn-grise-pa": [*CATLINF, "--gamma", "0.995", "--gamma-start", "0.99",
+                                          "--gamma-rise-steps", "50000", "--policy-average", "0.002"],
+            "se-v4obs-catlinf-hl-wn-grise-pa": [*CATLINF, "--gamma", "0.995", "--gamma-start", "0.99",
+                                                "--gamma-rise-steps", "50000", "--policy-average", "0.002", *V4OBS],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}

@@ -79,6 +79,12 @@ class Config:
     lr_decay_steps: int = 0
     """Env steps at which the learning rates reach lr_final_fraction and stay there; 0: total_steps. Set, a longer
     run has the rates of a run of this length up to it (its evaluations there are that run's)."""
+    gamma_start: float = 0.0
+    """0: the discount is the agent's gamma throughout. Above 0: the discount starts here at the first update and
+    rises to the agent's gamma at gamma_rise_steps, its horizon 1 / (1 - discount) growing linearly, then held: a
+    short horizon while a gait is found, a long one to keep it (docs/benchmarks.md)."""
+    gamma_rise_steps: int = 0
+    """Env steps at which the discount reaches the agent's gamma (with gamma_start); 0: total_steps."""
     num_envs: int = 1
     """Environments stepped together."""
     vector_mode: Literal["sync", "async", "envpool", "torch", "mjx", "mjlab"] = setting("sync", experiment=False)
@@ -147,12 +153,16 @@ class Config:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
         if not 0.0 < self.lr_final_fraction <= 1.0:
             raise ValueError(f"lr_final_fraction must lie in (0, 1], got {self.lr_final_fraction}.")
+        if not 0.0 <= self.gamma_start < 1.0:
+            raise ValueError(f"gamma_start must lie in [0, 1), got {self.gamma_start}.")
+        if self.gamma_start and self.agent.gamma == 1.0:
+            raise ValueError("gamma_start needs an agent gamma below 1: the horizon rises to 1 / (1 - gamma).")
         if not 0.0 <= self.policy_average <= 1.0:
             raise ValueError(f"policy_average must lie in [0, 1], got {self.policy_average}.")
         if not 0.0 <= self.reset_keep < 1.0:
             raise ValueError(f"reset_keep must lie in [0, 1), got {self.reset_keep}.")
         for name in ("learning_starts", "eval_every", "eval_episodes", "video_every", "checkpoint_every", "threads",
-                     "reset_every", "lr_decay_steps"):
+                     "reset_every", "lr_decay_steps", "gamma_rise_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be zero or positive, got {getattr(self, name)}.")
         if self.batch_size > self.buffer_size:

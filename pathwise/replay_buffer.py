@@ -51,6 +51,13 @@ class ReplayBuffer:
         self._gamma_powers = gamma ** steps.float()  # (n,)
         self._offsets = steps * num_envs  # (n,): rows from a transition to its sub-env's next ones
 
+    def set_gamma(self, gamma: float) -> None:
+        """The discount of the batches sampled from now on (a schedule's: `pathwise.schedule.discount`)."""
+        if gamma != self.gamma:
+            self.gamma = gamma
+            self._one_step_discount.fill_(gamma)
+            self._gamma_powers.copy_(gamma ** torch.arange(self.n_step, device=self.device).float())
+
     def __len__(self) -> int:
         """The transitions that may be sampled."""
         return self.size - self.n_dropped

@@ -25,7 +25,7 @@ from pathwise.metrics import IntervalMetrics
 from pathwise.normalizer import ObsNormalizer
 from pathwise.progress import Progress, format_duration
 from pathwise.replay_buffer import ReplayBuffer
-from pathwise.schedule import LearningRates
+from pathwise.schedule import LearningRates, discount
 from pathwise.signals import StopRequest
 
 
@@ -253,6 +253,8 @@ class Trainer:
         cfg = self.config
         t0 = time.perf_counter()
         self.learning_rates.at(env_steps)
+        if cfg.gamma_start:
+            self.buffer.set_gamma(discount(cfg, env_steps))
         for _ in range(cfg.updates_per_step):
             batch = self.buffer.sample(cfg.batch_size)
             if self.normalizer is not None:
@@ -310,6 +312,8 @@ class Trainer:
         self.success_rate = metrics.get("train/success_rate", self.success_rate)
         if self.config.on_nonfinite == "drop":
             metrics["train/dropped_episodes"] = self.dropped_episodes
+        if self.config.gamma_start:
+            metrics["train/gamma"] = self.buffer.gamma
         self.logger.log(metrics, self.env_steps)
         for callback in self.on_log:
             callback()

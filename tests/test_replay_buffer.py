@@ -100,6 +100,20 @@ def test_n_step_returns_match_a_walk_through_each_sub_envs_history(num_envs, n, 
     assert {k for k in range(1, n + 1)} <= set(torch.round(torch.log(batch.discount) / np.log(gamma)).int().tolist())
 
 
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_new_gamma_discounts_every_later_batch(n):
+    buffer, steps = filled_buffer(2, n, 40, 30, gamma=0.9)
+    buffer.sample(8)  # the discounts at 0.9, made and kept
+    buffer.set_gamma(0.8)  # as pathwise.schedule.discount sets it
+    expected = reference_returns(steps, 2, n, 0.8, 40)
+    rows = torch.arange(len(buffer))
+    batch = buffer.gather(rows)
+    for row in rows.tolist():
+        assert batch.reward[row].item() == pytest.approx(expected[row][0], abs=1e-5)
+        assert batch.discount[row].item() == pytest.approx(expected[row][1], rel=1e-6)
+    assert torch.all(buffer.sample(8).discount <= 0.8 + 1e-6)
+
+
 def test_n_step_stops_at_a_truncation_and_bootstraps_from_the_true_final_observation():
     buffer = ReplayBuffer(capacity=10, obs_dim=1, act_dim=1, device=torch.device("cpu"), gamma=0.5, n_step=3)
     for t, (terminated, ended) in enumerate([(0, 0), (0, 1), (0, 0), (1, 1), (0, 0)]):

@@ -124,6 +124,29 @@ def test_with_lr_decay_steps_a_longer_run_has_the_rates_of_the_shorter_one_then_
         np.testing.assert_allclose(now, [lr * scale for lr in configured], rtol=1e-12)
 
 
+def test_with_gamma_start_the_discounts_horizon_grows_linearly_to_gamma_then_holds(tiny, monkeypatch):
+    trainer = build_trainer(tiny(total_steps=400, learning_starts=100, gamma_start=0.5, gamma_rise_steps=300,
+                                 sac={"hidden_sizes": (32, 32), "gamma": 0.9}))
+    seen, update = [], trainer.agent.update
+    monkeypatch.setattr(trainer.agent, "update",
+                        lambda batch: (seen.append((trainer.env_steps, batch.discount.unique().tolist())),
+                                       update(batch))[1])
+    trainer.run()
+    trainer.close()
+    assert seen[-1][0] == 400
+    for steps, discounts in seen:  # horizons 2 at the first update, 10 at 300 env steps and on
+        horizon = 2 + 8 * min(1.0, (steps - 100) / 200)
+        assert discounts == [pytest.approx(1 - 1 / horizon)]
+    assert seen[-1][1] == [pytest.approx(0.9)]
+
+
+def test_gamma_start_must_lie_in_zero_one_below_a_gamma_below_one(tiny):
+    with pytest.raises(ValueError, match=r"gamma_start must lie in \[0, 1\)"):
+        tiny(gamma_start=1.0)
+    with pytest.raises(ValueError, match="gamma_start needs an agent gamma below 1"):
+        tiny(gamma_start=0.9, sac={"hidden_sizes": (32, 32), "gamma": 1.0})
+
+
 def test_a_resumed_run_anneals_as_an_uninterrupted_one(tiny, tmp_path):
     def tensors(path):
         state = load_checkpoint(path)["agent_state"]
