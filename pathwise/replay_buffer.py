@@ -48,7 +48,8 @@ class ReplayBuffer:
             self._staged = torch.cuda.Event()
         self._one_step_discount = torch.full((0,), gamma, device=device)
         steps = torch.arange(n_step, device=device)
-        self._gamma_powers = gamma ** steps.float()  # (n,)
+        self._exponents = steps.float()  # (n,)
+        self._gamma_powers = gamma ** self._exponents  # (n,)
         self._offsets = steps * num_envs  # (n,): rows from a transition to its sub-env's next ones
 
     def set_gamma(self, gamma: float) -> None:
@@ -56,7 +57,7 @@ class ReplayBuffer:
         if gamma != self.gamma:
             self.gamma = gamma
             self._one_step_discount.fill_(gamma)
-            self._gamma_powers.copy_(gamma ** torch.arange(self.n_step, device=self.device).float())
+            torch.pow(gamma, self._exponents, out=self._gamma_powers)  # in place: no allocation per env step
 
     def __len__(self) -> int:
         """The transitions that may be sampled."""

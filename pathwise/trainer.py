@@ -253,8 +253,7 @@ class Trainer:
         cfg = self.config
         t0 = time.perf_counter()
         self.learning_rates.at(env_steps)
-        if cfg.gamma_start:
-            self.buffer.set_gamma(discount(cfg, env_steps))
+        self.buffer.set_gamma(discount(cfg, env_steps))
         for _ in range(cfg.updates_per_step):
             batch = self.buffer.sample(cfg.batch_size)
             if self.normalizer is not None:
