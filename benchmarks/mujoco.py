@@ -185,6 +185,17 @@ VARIANTS = {"crossq-256": CROSSQ_256,
                                           "--gamma-rise-steps", "50000", "--policy-average", "0.002"],
             "se-v4obs-catlinf-hl-wn-grise-pa": [*CATLINF, "--gamma", "0.995", "--gamma-start", "0.99",
                                                 "--gamma-rise-steps", "50000", "--policy-average", "0.002", *V4OBS],
+            # the 0.995 candidate with 3-step returns (--n-step 3, as MR.Q and DR.Q): a return propagates three steps
+            # an update, for the twice longer horizon that slows Hopper's first gait at 0.995
+            "se-catlinf-hl-wn-g995-n3-pa": [*CATLINF, "--gamma", "0.995", "--n-step", "3", "--policy-average", "0.002"],
+            "se-v4obs-catlinf-hl-wn-g995-n3-pa": [*CATLINF, "--gamma", "0.995", "--n-step", "3", "--policy-average",
+                                                  "0.002", *V4OBS],
+            # the growing horizon reaching 0.995 by 20k env steps instead of 50k: out of Hopper's standing start
+            # early, at the long horizon for most of the first 50k
+            "se-catlinf-hl-wn-grise20-pa": [*CATLINF, "--gamma", "0.995", "--gamma-start", "0.99",
+                                            "--gamma-rise-steps", "20000", "--policy-average", "0.002"],
+            "se-v4obs-catlinf-hl-wn-grise20-pa": [*CATLINF, "--gamma", "0.995", "--gamma-start", "0.99",
+                                                  "--gamma-rise-steps", "20000", "--policy-average", "0.002", *V4OBS],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}
