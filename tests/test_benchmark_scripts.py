@@ -1,0 +1,14 @@
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_mujoco_benchmark_refuses_an_unknown_variant_before_running_anything():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "mujoco.py"), "--agents", "se-v4obs-se-catlinf",
+                             "--envs", "Ant-v5", "--steps", "1000"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "no agent or variant named se-v4obs-se-catlinf" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert not (ROOT / "benchmarks" / "results" / "mujoco" / "1k").exists()
