@@ -149,25 +149,49 @@ def test_named_preset_is_a_config_by_name_and_layers_over_the_env_presets():
     assert config.updates_per_step == 1  # flags still win
 
 
-@pytest.mark.parametrize("env, act_dim", [("Hopper-v5", 3), ("HalfCheetah-v5", 6)])
-def test_named_preset_is_the_run_its_benchmark_measured(env, act_dim):
-    """docs/benchmarks.md reports the preset's returns from benchmarks/mujoco.py's runs in bf16, which wrote SimBa's
-    target entropy out for each env (-|A|/2)."""
+def benchmark_variants() -> dict[str, list[str]]:
     path = Path(__file__).resolve().parent.parent / "benchmarks" / "mujoco.py"
     spec = importlib.util.spec_from_file_location("benchmark_mujoco", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    steps = ["--total-steps", str(bench.DEFAULT_STEPS)]  # the learning rates fall over the run's length
-    preset, _, _ = parse_args(["--env", env, "--config", "sample-efficient", "--precision", "bf16", *steps])
+    return bench.VARIANTS
+
+
+@pytest.mark.parametrize("env", ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5"])
+def test_named_preset_is_the_run_its_benchmark_measured(env):
+    """README's and docs/benchmarks.md's returns of the preset come from benchmarks/mujoco.py's 100k runs of
+    se-catlinf-hl-wn-grise20-pa (Ant's without its contact forces: the same recipe, another observation)."""
+    variants = benchmark_variants()
+    steps = ["--total-steps", "100000"]
+    preset, _, _ = parse_args(["--env", env, "--config", "sample-efficient", *steps])
+    measured, _, _ = parse_args(["--env", env, *variants["se-catlinf-hl-wn-grise20-pa"], *steps])
+    assert preset == measured
+    assert preset.agent.value_bins == 101 and preset.agent.weight_norm and preset.policy_average == 0.002
+    assert (preset.gamma_start, preset.agent.gamma, preset.gamma_rise_steps) == (0.99, 0.995, 20_000)
+    # the learning rates and the horizon follow env steps, not the run's length: a 100k run's first half is the
+    # 50k run, so one run gives both budgets' returns
+    half, _, _ = parse_args(["--env", env, "--config", "sample-efficient", "--total-steps", "50000"])
+    assert dataclasses.replace(half, total_steps=100_000) == preset
+    assert expected_updates(preset) > 50_000  # compiled where the run chooses: its updates repay the compile
+    ant, _, _ = parse_args(["--env", env, *variants["se-v4obs-catlinf-hl-wn-grise20-pa"], *steps])
+    assert dataclasses.replace(ant, env_kwargs={}) == preset
+    assert ant.env_kwargs == {"include_cfrc_ext_in_observation": False}
+
+
+@pytest.mark.parametrize("env, act_dim", [("Hopper-v5", 3), ("HalfCheetah-v5", 6)])
+def test_screened_base_is_the_preset_the_first_runs_measured(env, act_dim):
+    """The se-* variants change one thing in the preset as it was before the 100k recipe (benchmarks/mujoco.py's
+    SE, written out), whose returns come from runs in bf16 that wrote SimBa's target entropy out per env."""
+    variants = benchmark_variants()
+    steps = ["--total-steps", "50000"]
+    base, _, _ = parse_args(["--env", env, *variants["se"], "--precision", "bf16", *steps])
     variant = f"crossq-512-utd2-bf16-compile-pd1-simbatemp-lr01-{env.split('-')[0].lower()}"
-    measured, _, _ = parse_args(["--env", env, *bench.VARIANTS[variant], *steps])
-    target = preset.agent.target_entropy_per_dim * act_dim
-    assert preset.agent.target_entropy is None and target == measured.agent.target_entropy
-    written_out = dataclasses.replace(preset.agent, target_entropy=target, target_entropy_per_dim=-1.0)
-    assert measured.compile and expected_updates(preset) > 50_000  # compiled: what auto picks for such a run
-    # The preset's rates fall over its first 50k steps, the measured runs' over their 50k: one schedule.
-    assert preset.lr_decay_steps == bench.DEFAULT_STEPS
-    assert dataclasses.replace(preset, agent=written_out, compile=True, lr_decay_steps=0) == measured
+    measured, _, _ = parse_args(["--env", env, *variants[variant], *steps])
+    target = base.agent.target_entropy_per_dim * act_dim
+    assert base.agent.target_entropy is None and target == measured.agent.target_entropy
+    written_out = dataclasses.replace(base.agent, target_entropy=target, target_entropy_per_dim=-1.0)
+    assert base.lr_decay_steps == 50_000  # the measured runs' rates fell over their 50k: one schedule
+    assert dataclasses.replace(base, agent=written_out, compile=True, lr_decay_steps=0) == measured
 
 
 def test_unknown_named_preset_lists_the_known_ones():
