@@ -173,9 +173,10 @@ def test_named_preset_is_the_run_its_benchmark_measured(env):
     half, _, _ = parse_args(["--env", env, "--config", "sample-efficient", "--total-steps", "50000"])
     assert dataclasses.replace(half, total_steps=100_000) == preset
     assert expected_updates(preset) > 50_000  # compiled where the run chooses: its updates repay the compile
-    ant, _, _ = parse_args(["--env", env, *variants["se-v4obs-catlinf-hl-wn-grise20-pa"], *steps])
-    assert dataclasses.replace(ant, env_kwargs={}) == preset
-    assert ant.env_kwargs == {"include_cfrc_ext_in_observation": False}
+    # Ant's runs: the same recipe, the env told to leave its contact forces out of the observation
+    v4obs, _, _ = parse_args(["--env", env, *variants["se-v4obs-catlinf-hl-wn-grise20-pa"], *steps])
+    assert dataclasses.replace(v4obs, env_kwargs={}) == preset
+    assert v4obs.env_kwargs == {"include_cfrc_ext_in_observation": False}
 
 
 @pytest.mark.parametrize("env, act_dim", [("Hopper-v5", 3), ("HalfCheetah-v5", 6)])
