@@ -164,8 +164,8 @@ def make_env(env_id: str, render_mode: str | None = None, rescale_actions: bool 
     env = Checked(env, env_id, nonfinite)
     if not rescale_actions:
         return env
-    shape = env.action_space.shape
-    return RescaleAction(env, np.full(shape, -1.0, np.float32), np.full(shape, 1.0, np.float32))
+    shape, dtype = env.action_space.shape, env.action_space.dtype  # DMC's actions are float64
+    return RescaleAction(env, np.full(shape, -1.0, dtype), np.full(shape, 1.0, dtype))
 
 
 def make_vector_env(env_id: str, num_envs: int, mode: str = "sync", env_kwargs: dict | None = None,

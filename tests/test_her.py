@@ -215,6 +215,17 @@ def test_a_dmc_task_trains_on_its_dict_observations(tiny):
     assert load_policy(summary.checkpoint).obs_keys == [("position", 3), ("velocity", 2)]
 
 
+@pytest.mark.skipif(not has("shimmy"), reason='the DeepMind Control tasks need pip install -e ".[dmc]"')
+def test_a_dmc_task_opens_without_warnings():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its float64 action bounds once overflowed a float32 cast when rescaled
+        env = make_env("dm_control/cartpole-swingup-v0")
+    assert env.action_space.dtype == np.float64 and (env.action_space.low == -1).all()
+    env.close()
+
+
 def test_a_run_begun_before_success_rates_were_recorded_keeps_its_columns(tmp_path):
     from pathwise.logger import Logger
 
