@@ -2,6 +2,7 @@
 
     python benchmarks/goals.py                            # FetchReach-v4 x (sac, tqc, sb3-sac, sb3-tqc) x 3 seeds
     python benchmarks/goals.py --envs FetchPush-v4 --steps 100000 --agents tqc sb3-tqc
+    python benchmarks/goals.py --agents sac-1env sac-4envs sac-4envs-u4   # hindsight with four envs stepped together
     python benchmarks/goals.py --report                   # the table from the finished runs only
 
 Needs `pip install -e ".[robotics,bench]"` (Gymnasium-Robotics with MuJoCo 3.3.7, and SB3 with sb3-contrib). Ours:
@@ -27,6 +28,11 @@ from mujoco import finished, timed_run  # benchmarks/mujoco.py
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "goals"
 PEERS = ("sb3-sac", "sb3-tqc")
+# Named variants of our agents: train.py flags. With --num-envs N each call of env.step gives N transitions and
+# --updates-per-step updates, so "-4envs" makes a quarter of the updates per transition and "-4envs-u4" as many.
+VARIANTS = {"sac-1env": ["--agent", "sac", "--num-envs", "1"],  # sac again, beside the same load as these
+            "sac-4envs": ["--agent", "sac", "--num-envs", "4"],
+            "sac-4envs-u4": ["--agent", "sac", "--num-envs", "4", "--updates-per-step", "4"]}
 
 PEER_WORKER = r"""
 import csv, sys
@@ -99,9 +105,10 @@ def run(env_id: str, agent: str, seed: int, args) -> str:
         cmd = [sys.executable, "-c", PEER_WORKER, agent, env_id, str(seed), str(args.steps), str(args.eval_every),
                str(args.eval_episodes), str(args.threads), str(path / "evaluations.csv")]
     else:
-        cmd = [sys.executable, str(ROOT / "train.py"), "--env", env_id, "--agent", agent, "--seed", str(seed),
-               "--total-steps", str(args.steps), "--eval-every", str(args.eval_every), "--eval-episodes",
-               str(args.eval_episodes), "--checkpoint-every", "0", "--no-save-buffer", "--threads", str(args.threads),
+        cmd = [sys.executable, str(ROOT / "train.py"), "--env", env_id, *VARIANTS.get(agent, ["--agent", agent]),
+               "--seed", str(seed), "--total-steps", str(args.steps), "--eval-every", str(args.eval_every),
+               "--eval-episodes", str(args.eval_episodes), "--checkpoint-every", "0", "--no-save-buffer",
+               "--threads", str(args.threads),
                "--wandb", "disabled", "--run-dir", str(path / "run"), "--log-every", "5000"]
     return timed_run(f"{env_id} {agent} s{seed}", cmd, path, {"MUJOCO_GL": "egl"}, ours=agent not in PEERS)
 
