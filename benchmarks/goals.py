@@ -32,7 +32,11 @@ PEERS = ("sb3-sac", "sb3-tqc")
 # --updates-per-step updates, so "-4envs" makes a quarter of the updates per transition and "-4envs-u4" as many.
 VARIANTS = {"sac-1env": ["--agent", "sac", "--num-envs", "1"],  # sac again, beside the same load as these
             "sac-4envs": ["--agent", "sac", "--num-envs", "4"],
-            "sac-4envs-u4": ["--agent", "sac", "--num-envs", "4", "--updates-per-step", "4"]}
+            "sac-4envs-u4": ["--agent", "sac", "--num-envs", "4", "--updates-per-step", "4"],
+            # FetchPush sized for a CPU: three 256-wide layers (the HER paper's) and batch 256 instead of the zoo's
+            # 512-wide layers and batch 2048, observations normalized; the preset's other settings
+            "tqc-256": ["--agent", "tqc", "--hidden-sizes", "256", "256", "256", "--batch-size", "256",
+                        "--normalize-obs"]}
 
 PEER_WORKER = r"""
 import csv, sys
