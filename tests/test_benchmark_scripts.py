@@ -12,3 +12,20 @@ def test_mujoco_benchmark_refuses_an_unknown_variant_before_running_anything():
     assert "no agent or variant named se-v4obs-se-catlinf" in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert not (ROOT / "benchmarks" / "results" / "mujoco" / "1k").exists()
+
+
+def test_every_named_variant_of_the_benchmarks_is_flags_train_py_takes(monkeypatch):
+    import importlib
+
+    import pytest
+
+    from pathwise.cli import parse_args
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    for script in ("mujoco", "goals"):
+        for name, flags in importlib.import_module(script).VARIANTS.items():
+            try:
+                config, _, _ = parse_args(["--env", "Pendulum-v1", *flags, "--wandb", "disabled"])
+            except SystemExit:
+                pytest.fail(f"benchmarks/{script}.py's variant {name} is not flags train.py takes: {flags}")
+            assert config.agent.name == flags[flags.index("--agent") + 1], name
