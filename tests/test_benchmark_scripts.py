@@ -29,3 +29,22 @@ def test_every_named_variant_of_the_benchmarks_is_flags_train_py_takes(monkeypat
             except SystemExit:
                 pytest.fail(f"benchmarks/{script}.py's variant {name} is not flags train.py takes: {flags}")
             assert config.agent.name == flags[flags.index("--agent") + 1], name
+
+
+def test_the_dmc_table_says_which_tasks_stand_within_one_standard_error_of_mr_q(monkeypatch, tmp_path):
+    import importlib
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    mujoco, dmc = importlib.import_module("mujoco"), importlib.import_module("dmc")
+    monkeypatch.setattr(mujoco, "RESULTS", tmp_path)
+    finals = {"cartpole-swingup": [860, 840], "walker-walk": [700, 720]}  # MR.Q: 853 +- 2 and 891 +- 26
+    for task, values in finals.items():
+        for seed, value in enumerate(values, 1):
+            run = mujoco.run_dir(dmc.env_id(task), "recipe", seed, 100_000)
+            run.mkdir(parents=True)
+            (run / "evaluations.csv").write_text(f"env_steps,return_mean\n50000,10\n100000,{value}\n")
+    rows = {line.split(" | ")[0].strip("| "): line for line in dmc.table("recipe", [1, 2]).splitlines()[2:]}
+    assert rows["cartpole-swingup"].startswith("| cartpole-swingup | 2 | 850 +- 10 | 840 |")
+    assert rows["cartpole-swingup"].endswith("| -3 | yes |")  # 3 under, the standard errors combined about 10
+    assert rows["walker-walk"].endswith("| -181 | no |")
+    assert rows["cheetah-run"].startswith("| cheetah-run | 0 | - |")
