@@ -1,8 +1,24 @@
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def benchmark(name: str, monkeypatch):
+    """benchmarks/<name>.py as a module. The scripts import benchmarks/mujoco.py as `mujoco`, which is MuJoCo's own
+    name in this process, so that module stands in for it while the test runs."""
+    def load(module: str, script: str):
+        spec = importlib.util.spec_from_file_location(module, ROOT / "benchmarks" / f"{script}.py")
+        loaded = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(loaded)
+        return loaded
+
+    monkeypatch.setitem(sys.modules, "mujoco", load("mujoco", "mujoco"))
+    return sys.modules["mujoco"] if name == "mujoco" else load(f"benchmark_{name}", name)
 
 
 def test_mujoco_benchmark_refuses_an_unknown_variant_before_running_anything():
@@ -15,15 +31,10 @@ def test_mujoco_benchmark_refuses_an_unknown_variant_before_running_anything():
 
 
 def test_every_named_variant_of_the_benchmarks_is_flags_train_py_takes(monkeypatch):
-    import importlib
-
-    import pytest
-
     from pathwise.cli import parse_args
 
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     for script in ("mujoco", "goals"):
-        for name, flags in importlib.import_module(script).VARIANTS.items():
+        for name, flags in benchmark(script, monkeypatch).VARIANTS.items():
             try:
                 config, _, _ = parse_args(["--env", "Pendulum-v1", *flags, "--wandb", "disabled"])
             except SystemExit:
@@ -32,10 +43,8 @@ def test_every_named_variant_of_the_benchmarks_is_flags_train_py_takes(monkeypat
 
 
 def test_the_dmc_table_says_which_tasks_stand_within_one_standard_error_of_mr_q(monkeypatch, tmp_path):
-    import importlib
-
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    mujoco, dmc = importlib.import_module("mujoco"), importlib.import_module("dmc")
+    dmc = benchmark("dmc", monkeypatch)
+    mujoco = sys.modules["mujoco"]
     monkeypatch.setattr(mujoco, "RESULTS", tmp_path)
     finals = {"cartpole-swingup": [860, 840], "walker-walk": [700, 720]}  # MR.Q: 853 +- 2 and 891 +- 26
     for task, values in finals.items():
