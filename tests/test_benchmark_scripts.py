@@ -8,17 +8,21 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def benchmark(name: str, monkeypatch):
-    """benchmarks/<name>.py as a module. The scripts import benchmarks/mujoco.py as `mujoco`, which is MuJoCo's own
-    name in this process, so that module stands in for it while the test runs."""
-    def load(module: str, script: str):
-        spec = importlib.util.spec_from_file_location(module, ROOT / "benchmarks" / f"{script}.py")
+def benchmarks(name: str, monkeypatch):
+    """(benchmarks/<name>.py, benchmarks/mujoco.py) as modules. The scripts import benchmarks/mujoco.py as `mujoco`,
+    MuJoCo's own name, so that module stands in for it, and their additions to sys.path stand, only while the
+    script is imported."""
+    def load(script: str):
+        spec = importlib.util.spec_from_file_location(f"benchmark_{script}", ROOT / "benchmarks" / f"{script}.py")
         loaded = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(loaded)
         return loaded
 
-    monkeypatch.setitem(sys.modules, "mujoco", load("mujoco", "mujoco"))
-    return sys.modules["mujoco"] if name == "mujoco" else load(f"benchmark_{name}", name)
+    with monkeypatch.context() as patch:
+        patch.setattr(sys, "path", list(sys.path))
+        bench = load("mujoco")
+        patch.setitem(sys.modules, "mujoco", bench)
+        return (bench if name == "mujoco" else load(name)), bench
 
 
 def test_mujoco_benchmark_refuses_an_unknown_variant_before_running_anything():
@@ -34,7 +38,7 @@ def test_every_named_variant_of_the_benchmarks_is_flags_train_py_takes(monkeypat
     from pathwise.cli import parse_args
 
     for script in ("mujoco", "goals"):
-        for name, flags in benchmark(script, monkeypatch).VARIANTS.items():
+        for name, flags in benchmarks(script, monkeypatch)[0].VARIANTS.items():
             try:
                 config, _, _ = parse_args(["--env", "Pendulum-v1", *flags, "--wandb", "disabled"])
             except SystemExit:
@@ -43,8 +47,7 @@ def test_every_named_variant_of_the_benchmarks_is_flags_train_py_takes(monkeypat
 
 
 def test_the_dmc_table_says_which_tasks_stand_within_one_standard_error_of_mr_q(monkeypatch, tmp_path):
-    dmc = benchmark("dmc", monkeypatch)
-    mujoco = sys.modules["mujoco"]
+    dmc, mujoco = benchmarks("dmc", monkeypatch)
     monkeypatch.setattr(mujoco, "RESULTS", tmp_path)
     finals = {"cartpole-swingup": [860, 840], "walker-walk": [700, 720]}  # MR.Q: 853 +- 2 and 891 +- 26
     for task, values in finals.items():
