@@ -22,9 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from frontier import finish  # noqa: E402
 from mujoco import curves  # noqa: E402
 
-from pathwise.commands.plot import AGGREGATES, aggregate  # noqa: E402
+from pathwise.commands.plot import aggregate  # noqa: E402
 
 TASKS = ("cartpole-swingup", "walker-walk", "cheetah-run")
 STEPS = 100_000
@@ -85,11 +86,7 @@ def figure(agent: str, seeds: list[int], output: Path) -> None:
             ax.errorbar([STEPS], [value], yerr=[se], fmt="osD"[i], color=f"C{i + 1}", capsize=3, label=method)
         ax.set(title=task, xlabel="env steps", ylim=(0, 1000))
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(f"evaluation return ({AGGREGATES['iqm']})")
-    handles = {label: h for ax in axes[0] for h, label in zip(*ax.get_legend_handles_labels())}
-    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=4, fontsize="small")
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
-    fig.savefig(output, dpi=110)
+    finish(fig, axes, output, columns=4)
 
 
 def main() -> None:

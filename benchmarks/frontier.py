@@ -112,9 +112,14 @@ def figure(agents: dict[str, str], seeds: list[int], steps: int, output: Path, e
                 ax.scatter(*zip(*points), marker=markers[i], color=f"C{i + 1}", s=28, label=method, zorder=3)
         ax.set(title=f"{env}: {agents[env]}", xlabel="env steps")
         ax.grid(alpha=0.3)
+    finish(fig, axes, output, columns=5)
+
+
+def finish(fig, axes, output: Path, columns: int) -> None:
+    """A row of panels: the return's label on the first, one legend for all of them below, saved to `output`."""
     axes[0][0].set_ylabel(f"evaluation return ({AGGREGATES['iqm']})")
     handles = {label: h for ax in axes[0] for h, label in zip(*ax.get_legend_handles_labels())}
-    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=5, fontsize="small")
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=columns, fontsize="small")
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(output, dpi=110)
 
