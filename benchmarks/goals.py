@@ -33,8 +33,8 @@ PEERS = ("sb3-sac", "sb3-tqc")
 VARIANTS = {"sac-1env": ["--agent", "sac", "--num-envs", "1"],  # sac again, beside the same load as these
             "sac-4envs": ["--agent", "sac", "--num-envs", "4"],
             "sac-4envs-u4": ["--agent", "sac", "--num-envs", "4", "--updates-per-step", "4"],
-            # FetchPush sized for a CPU: three 256-wide layers (the HER paper's) and batch 256 instead of the zoo's
-            # 512-wide layers and batch 2048, observations normalized; the preset's other settings
+            # FetchPush sized for a CPU: three 256-wide layers and batch 256 (OpenAI Baselines' HER) instead of the
+            # zoo's 512-wide layers and batch 2048, observations normalized; the preset's other settings
             "tqc-256": ["--agent", "tqc", "--hidden-sizes", "256", "256", "256", "--batch-size", "256",
                         "--normalize-obs"]}
 
@@ -112,8 +112,8 @@ def run(env_id: str, agent: str, seed: int, args) -> str:
         cmd = [sys.executable, str(ROOT / "train.py"), "--env", env_id, *VARIANTS.get(agent, ["--agent", agent]),
                "--seed", str(seed), "--total-steps", str(args.steps), "--eval-every", str(args.eval_every),
                "--eval-episodes", str(args.eval_episodes), "--checkpoint-every", "0", "--no-save-buffer",
-               "--threads", str(args.threads),
-               "--wandb", "disabled", "--run-dir", str(path / "run"), "--log-every", "5000"]
+               "--threads", str(args.threads), "--wandb", "disabled", "--run-dir", str(path / "run"),
+               "--log-every", "5000"]
     return timed_run(f"{env_id} {agent} s{seed}", cmd, path, {"MUJOCO_GL": "egl"}, ours=agent not in PEERS)
 
 
