@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from frontier import finish  # noqa: E402
+from frontier import at, finish  # noqa: E402
 from mujoco import curves  # noqa: E402
 
 from pathwise.commands.plot import aggregate  # noqa: E402
@@ -43,8 +43,8 @@ def env_id(task: str) -> str:
 
 def finals(agent: str, task: str, seeds: list[int]) -> list[float]:
     """Each finished run's evaluation at 100k env steps."""
-    return [float(returns[steps == STEPS][0]) for steps, returns in curves(env_id(task), agent, seeds, STEPS)
-            if (steps == STEPS).any()]
+    runs = curves(env_id(task), agent, seeds, STEPS)
+    return [v for steps, returns in runs if (v := at(steps, returns, STEPS)) is not None]
 
 
 def table(agent: str, seeds: list[int]) -> str:
