@@ -33,10 +33,8 @@ PEERS = ("sb3-sac", "sb3-tqc")
 VARIANTS = {"sac-1env": ["--agent", "sac", "--num-envs", "1"],  # sac again, beside the same load as these
             "sac-4envs": ["--agent", "sac", "--num-envs", "4"],
             "sac-4envs-u4": ["--agent", "sac", "--num-envs", "4", "--updates-per-step", "4"],
-            # FetchPush sized for a CPU: three 256-wide layers and batch 256 (OpenAI Baselines' HER) instead of the
-            # zoo's 512-wide layers and batch 2048, observations normalized; the preset's other settings
-            "tqc-256": ["--agent", "tqc", "--hidden-sizes", "256", "256", "256", "--batch-size", "256",
-                        "--normalize-obs"]}
+            # The preset with observations normalized (FetchReach's preset normalizes them, FetchPush's does not)
+            "tqc-norm": ["--agent", "tqc", "--normalize-obs"]}
 
 PEER_WORKER = r"""
 import csv, sys
