@@ -34,6 +34,17 @@ class Hindsight:
         self.step = torch.zeros(capacity, dtype=torch.int64, device=device)
         self.length = torch.full((capacity,), -1, dtype=torch.int64, device=device)
         self.in_flight = np.zeros(num_envs, dtype=np.int64)  # (N,) transitions of each sub-env's open episode
+        self.terminated_per_pair = compute_terminated is not None and self._judges_one_pair_only()
+
+    def _judges_one_pair_only(self) -> bool:
+        """Whether `compute_terminated` gives one verdict for a whole batch that its pairs, asked one by one,
+        would not agree on (Gymnasium-Robotics' episodic mazes judge the batch as one pair): then it is asked
+        pair by pair. A batch-wide constant (Fetch's False) is broadcast."""
+        size = self.achieved.stop - self.achieved.start
+        achieved, desired = np.zeros((2, size)), np.stack([np.zeros(size), np.full(size, 1e3)])  # a hit, a miss
+        together = np.asarray(self.compute_terminated(achieved, desired, [{}, {}]))
+        alone = [bool(self.compute_terminated(a, d, {})) for a, d in zip(achieved, desired)]
+        return together.ndim == 0 and alone[0] != alone[1]
 
     def record(self, rows: np.ndarray, ended: np.ndarray, stored: int) -> None:
         """Rows (N,) just written, sub-env i's at rows[i]; `ended` (N,) where that ended its episode; `stored`:
@@ -50,7 +61,9 @@ class Hindsight:
         """End the episode in flight of `sub_env`, whose newest row is `newest`; `stored`: the rows the buffer
         holds (an episode's rows older than those were written over)."""
         length = int(self.in_flight[sub_env])
-        back = torch.arange(min(length, -(-stored // self.num_envs)), device=self.device)
+        # Its row k steps before the newest is still its own while (k + 1) * num_envs - sub_env <= stored (the write
+        # position moves num_envs rows a step, and a capacity need not be a multiple of num_envs).
+        back = torch.arange(min(length, (stored + sub_env) // self.num_envs), device=self.device)
         self.length[(newest - back * self.num_envs) % len(self.length)] = length
         self.in_flight[sub_env] = 0
 
@@ -75,9 +88,12 @@ class Hindsight:
                                  device=self.device)
         if self.compute_terminated is None:
             return reward, None
-        terminated = np.broadcast_to(np.asarray(self.compute_terminated(flat_a, flat_d, info), np.float32),
-                                     (len(flat_a),)).reshape(shape)
-        return reward, torch.as_tensor(terminated.copy(), device=self.device)
+        if self.terminated_per_pair:
+            terminated = np.array([self.compute_terminated(a, d, {}) for a, d in zip(flat_a, flat_d)], np.float32)
+        else:
+            terminated = np.broadcast_to(np.asarray(self.compute_terminated(flat_a, flat_d, info), np.float32),
+                                         (len(flat_a),))
+        return reward, torch.as_tensor(terminated.reshape(shape).copy(), device=self.device)
 
     def share(self, batch_size: int) -> int:
         """How many of a batch are relabelled."""

@@ -16,6 +16,7 @@ from pathwise.commands.plot import read_run
 from pathwise.config import Config
 from pathwise.envs import make_env, make_vector_env, obs_columns, obs_keys
 from pathwise.errors import UserError
+from pathwise.her import Hindsight
 from pathwise.replay_buffer import ReplayBuffer
 from pathwise.run import make_hindsight, resume, train
 
@@ -95,6 +96,46 @@ def test_relabelling_goes_on_correctly_once_the_buffer_wraps_around():
     goal, obs = batch.obs[:m, d], batch.obs[:m]
     assert torch.equal(goal[:, EPISODE], obs[:, a][:, EPISODE])
     assert (goal[:, T] >= obs[:, a][:, T] + 1).all() and (goal[:, T] <= 5).all()
+
+
+def test_episode_lengths_stay_with_their_own_episode_when_the_capacity_is_not_a_multiple_of_the_envs():
+    # 3 sub-envs writing into 10 rows, episodes of 1 to 8 steps ending at random: after every step, each stored row
+    # of an ended episode knows that episode's length, and a row of an episode in flight says -1.
+    columns = {"achieved_goal": slice(0, 1), "desired_goal": slice(1, 2)}
+    hindsight = Hindsight(columns, lambda a, d, info: 0.0, None, 4, capacity=10, num_envs=3,
+                          device=torch.device("cpu"))
+    rng = np.random.default_rng(0)
+    owner, lengths, episode, step, pos, stored = {}, {}, [0, 1, 2], [0, 0, 0], 0, 0
+    for _ in range(200):
+        rows = np.arange(pos, pos + 3) % 10
+        ended = np.array([step[i] + 1 >= rng.integers(1, 9) for i in range(3)])
+        for i, row in enumerate(rows):
+            owner[int(row)] = episode[i]
+        pos, stored = (pos + 3) % 10, min(stored + 3, 10)
+        hindsight.record(rows, ended, stored)
+        for i in range(3):
+            step[i] += 1
+            if ended[i]:
+                lengths[episode[i]], episode[i], step[i] = step[i], max(episode) + 1, 0
+        for row, ep in owner.items():
+            assert hindsight.length[row] == lengths.get(ep, -1)
+
+
+def test_a_compute_terminated_that_judges_a_batch_as_one_pair_is_asked_pair_by_pair():
+    # Gymnasium-Robotics' episodic mazes: bool(norm(achieved - desired) <= 0.45), without an axis.
+    def one_verdict(achieved, desired, info):
+        return bool(np.linalg.norm(achieved - desired) <= 0.45)
+
+    columns = {"achieved_goal": slice(0, 2), "desired_goal": slice(2, 4)}
+    hindsight = Hindsight(columns, lambda a, d, info: np.zeros(len(a)), one_verdict, 4, capacity=10, num_envs=1,
+                          device=torch.device("cpu"))
+    next_obs = torch.tensor([[[0.0, 0.0, 0.0, 0.0]], [[0.1, 0.0, 0.0, 0.0]], [[3.0, 0.0, 0.0, 0.0]]])  # (M, n, O)
+    _, terminated = hindsight.rewards(next_obs, torch.zeros(3, 2))
+    assert terminated[:, 0].tolist() == [1.0, 1.0, 0.0]
+    fetch = Hindsight(columns, lambda a, d, info: np.zeros(len(a)), lambda a, d, info: False, 4, capacity=10,
+                      num_envs=1, device=torch.device("cpu"))
+    assert not fetch.terminated_per_pair  # a constant for the batch is broadcast, not asked pair by pair
+    assert fetch.rewards(next_obs, torch.zeros(3, 2))[1][:, 0].tolist() == [0.0, 0.0, 0.0]
 
 
 def test_the_relabelling_state_travels_with_the_buffer():
