@@ -24,8 +24,9 @@ AUTORESET_MODE = AutoresetMode.DISABLED
 
 
 # Env families that register themselves on import: the id's prefix, the module, and the extra that installs it.
-PLUGINS = (("Fetch", "gymnasium_robotics", "robotics"), ("HandManipulate", "gymnasium_robotics", "robotics"),
-           ("HandReach", "gymnasium_robotics", "robotics"), ("dm_control/", "shimmy", "dmc"),
+PLUGINS = (*((prefix, "gymnasium_robotics", "robotics") for prefix in
+              ("Fetch", "HandManipulate", "HandReach", "PointMaze_", "AntMaze_", "AdroitHand", "FrankaKitchen")),
+           ("dm_control/", "shimmy", "dmc"),
            ("pathwise/", "pathwise.envs.torch_envs", None),
            ("playground/", "pathwise.envs.playground", "playground"), ("mjlab/", "pathwise.envs.mjlab", "mjlab"))
 
@@ -193,6 +194,16 @@ def _worker_env(env_id: str, env_kwargs: dict | None, nonfinite: str) -> gym.Env
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     return make_env(env_id, env_kwargs=env_kwargs, nonfinite=nonfinite)
+
+
+# Where an env's info says whether its episode succeeded: Gymnasium-Robotics' Fetch and Hand tasks (and SB3's
+# convention) say is_success, its mazes and Meta-World say success.
+SUCCESS_KEYS = ("is_success", "success")
+
+
+def success_key(info: dict) -> str | None:
+    """The key of `info` that says whether the episode succeeded, or None where it says nothing of success."""
+    return next((key for key in SUCCESS_KEYS if key in info), None)
 
 
 def obs_keys(env: gym.Env) -> list[tuple[str, int]] | None:

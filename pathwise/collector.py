@@ -5,6 +5,8 @@ import numpy as np
 import torch
 from gymnasium.vector import VectorEnv
 
+from pathwise.envs import success_key
+
 
 class Collector:
     """Steps `envs` (autoreset disabled: an ended sub-env is reset here, from a seed drawn from the run's
@@ -41,8 +43,8 @@ class Collector:
                                                  list[tuple[int, int, str]]]:
         """Step every sub-env with `action` (N, A): the transitions (obs, action, reward, next_obs, terminated,
         ended), each with leading dimension N (ended: the episode ended, by termination or time limit); (return,
-        length, success) of each episode that ended (success: the env's `is_success` at its last step, None where
-        the env says nothing of success); and (sub-env, transitions, what) of each episode dropped because the
+        length, success) of each episode that ended (success: what the env's info said of it at its last step,
+        `is_success` or `success`; None where it says nothing of success); and (sub-env, transitions, what) of each episode dropped because the
         env returned a non-finite number (`--on-nonfinite drop`: its transition here, zeroed, ends it and is one
         of them). Ended and dropped sub-envs are reset at once, so `obs` is always the observation the next action
         answers."""
@@ -70,8 +72,9 @@ class Collector:
             dropped = [(int(i), int(self.ep_length[i]), str(info["nonfinite"][i])) for i in np.flatnonzero(bad)]
             ended = done & ~bad
         if reset is not None:
-            success = info.get("is_success")
-            said = info.get("_is_success", np.zeros(self.num_envs, bool)) if success is not None else None
+            key = success_key(info)
+            success = info.get(key)
+            said = info.get(f"_{key}", np.zeros(self.num_envs, bool)) if success is not None else None
             finished = [(float(self.ep_return[i]), int(self.ep_length[i]),
                          float(success[i]) if said is not None and said[i] else None) for i in np.flatnonzero(ended)]
             self._begin(done, *reset)

@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from pathwise.envs import make_env
+from pathwise.envs import make_env, success_key
 from pathwise.errors import UserError
 
 # Evaluation episodes are seeded apart from the training envs, and alike at every evaluation of a run.
@@ -21,7 +21,7 @@ EVAL_SEED_OFFSET = 10_000
 class Episodes(NamedTuple):
     returns: np.ndarray  # (E,)
     lengths: np.ndarray  # (E,)
-    successes: np.ndarray | None  # (E,) 1.0 where the env's is_success was true at the last step; None: not said
+    successes: np.ndarray | None  # (E,) 1.0 where the env said success (is_success or success) at the last step
     videos: list[Path]
 
     @property
@@ -51,8 +51,8 @@ def run_episodes(policy: Callable[[np.ndarray], np.ndarray], env: gym.Env, episo
             done = terminated or truncated
             if video_dir:
                 frames.append(env.render())
-        if "is_success" in info:
-            successes[i], said = float(info["is_success"]), True
+        if (key := success_key(info)) is not None:
+            successes[i], said = float(info[key]), True
         if video_dir:
             videos.append(write_video(frames, video_dir / f"{name}-{i}.mp4", fps=env.metadata.get("render_fps", 30)))
     return Episodes(returns, lengths, successes if said else None, videos)

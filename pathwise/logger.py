@@ -17,7 +17,7 @@ from pathwise.config import Config, run_fields, to_dict
 
 WANDB_PROJECT = "pathwise"
 TENSORBOARD_DIR = "tensorboard"
-# success_rate: empty where the env does not report success (info["is_success"]).
+# success_rate: empty where the env does not report success (info["is_success"], or info["success"]).
 EVAL_COLUMNS = ("env_steps", "return_mean", "return_std", "length_mean", "success_rate")
 ROOT = Path(__file__).resolve().parent.parent
 

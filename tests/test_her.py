@@ -16,6 +16,7 @@ from pathwise.commands.plot import read_run
 from pathwise.config import Config
 from pathwise.envs import make_env, make_vector_env, obs_columns, obs_keys
 from pathwise.errors import UserError
+from pathwise.evaluation import run_episodes
 from pathwise.her import Hindsight
 from pathwise.replay_buffer import ReplayBuffer
 from pathwise.run import make_hindsight, resume, train
@@ -167,6 +168,20 @@ def test_success_rate_is_logged_in_training_and_evaluation(tiny, tmp_path):
     assert len(read_run(pendulum.checkpoint.parent.parent, "eval/success_rate")[1]) == 0
 
 
+@pytest.mark.parametrize("env_id", ["PointGoal-v0", "PointGoalSaysSuccess-v0"])  # is_success, or success
+def test_success_is_read_from_either_key_of_the_info(env_id):
+    def to_goal(obs):  # straight at the goal: desired_goal - achieved_goal, 0.2 a step at most
+        return np.clip((obs[:, 2:4] - obs[:, 0:2]) / 0.2, -1.0, 1.0)
+
+    assert run_episodes(to_goal, make_env(env_id), episodes=3, seed=0).successes.tolist() == [1.0] * 3
+    collector = Collector(make_vector_env(env_id, 2), seed=0)
+    collector.start()
+    ended = []
+    while not ended:
+        _, ended, _ = collector.step(to_goal(collector.obs).astype(np.float32))
+    assert [success for _, _, success in ended] == [1.0, 1.0]
+
+
 def test_a_dict_policy_acts_on_the_dict_and_on_its_flat_form_and_resumes_exactly(tiny, tmp_path):
     common = dict(env="PointGoal-v0", her=True, total_steps=400, normalize_obs=True, sac={"n_step": 3})
     straight = train(tiny(run_dir=str(tmp_path / "straight"), **common))
@@ -225,9 +240,10 @@ def has(module: str) -> bool:
 
 
 @pytest.mark.skipif(has("gymnasium_robotics"), reason="gymnasium-robotics is installed: the Fetch envs load")
-def test_a_fetch_env_without_its_package_says_how_to_install_it():
-    with pytest.raises(UserError, match=r"'FetchReach-v4' comes with gymnasium_robotics.*pathwise-rl\[robotics\]"):
-        make_env("FetchReach-v4")
+@pytest.mark.parametrize("env_id", ["FetchReach-v4", "PointMaze_UMaze-v3", "AdroitHandDoor-v1"])
+def test_a_robotics_env_without_its_package_says_how_to_install_it(env_id):
+    with pytest.raises(UserError, match=rf"'{env_id}' comes with gymnasium_robotics.*pathwise-rl\[robotics\]"):
+        make_env(env_id)
 
 
 @pytest.mark.skipif(not has("gymnasium_robotics"), reason='the Fetch tasks need pip install -e ".[robotics]"')

@@ -100,9 +100,11 @@ class Faulty(gym.Wrapper):
 class PointGoal(gym.Env):
     """A point on the plane [-1, 1]^2 must reach a goal drawn anew each episode: it moves by 0.2 * action, and only
     a step that ends within 0.05 of the goal is rewarded (0, else -1; `is_success` then). Random actions reach
-    the goal in about one episode of a hundred, so learning it in a few thousand steps needs relabelling."""
+    the goal in about one episode of a hundred, so learning it in a few thousand steps needs relabelling.
+    `success_key`: the info key that says so (the mazes of Gymnasium-Robotics say `success`)."""
 
-    def __init__(self):
+    def __init__(self, success_key: str = "is_success"):
+        self.success_key = success_key
         box = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         self.observation_space = gym.spaces.Dict({"observation": box, "achieved_goal": box, "desired_goal": box})
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
@@ -120,7 +122,7 @@ class PointGoal(gym.Env):
     def step(self, action):
         self.position = np.clip(self.position + 0.2 * np.asarray(action, np.float32), -1.0, 1.0)
         reward = float(self.compute_reward(self.position, self.goal, {}))
-        return self._obs(), reward, False, False, {"is_success": reward == 0.0}
+        return self._obs(), reward, False, False, {self.success_key: reward == 0.0}
 
     def compute_reward(self, achieved_goal, desired_goal, info):
         return -(np.linalg.norm(achieved_goal - desired_goal, axis=-1) > 0.05).astype(np.float32)
@@ -167,6 +169,8 @@ def register() -> None:
     gym.register("Unbounded-v0", entry_point=Unbounded)
     gym.register("Faulty-v0", entry_point=Faulty, max_episode_steps=200)
     gym.register("PointGoal-v0", entry_point=PointGoal, max_episode_steps=25)
+    gym.register("PointGoalSaysSuccess-v0", entry_point=PointGoal, kwargs={"success_key": "success"},
+                 max_episode_steps=25)
     gym.register("GoalCounter-v0", entry_point=GoalCounter, max_episode_steps=5)
 
 
