@@ -92,6 +92,10 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
             raise UserError(f"environment '{config.env}' cannot render frames (its render modes: "
                             f"{', '.join(render_modes) or 'none'}), so --video-every has nothing to record; leave it "
                             "out.")
+        if not config.her and not resuming and goal_conditioned(eval_env):
+            print(f"note: '{config.env}' is goal-conditioned (achieved_goal, desired_goal, compute_reward); --her "
+                  "relabels goals in hindsight, which its sparse rewards usually need to learn anything.",
+                  file=sys.stderr, flush=True)
         threads = Threads(config.threads)
         collector = make_collector(config, eval_env, threads.count)
         opened.callback(collector.envs.close)
@@ -155,11 +159,16 @@ def make_collector(config: Config, eval_env, threads: int) -> Collector | Batche
     return BatchedCollector(envs, config.seed, config.stagger_episodes)
 
 
+def goal_conditioned(env) -> bool:
+    """Whether `env` observes a Dict with achieved_goal and desired_goal, and has a compute_reward method."""
+    keys = dict(obs_keys(env) or [])
+    return all(key in keys for key in GOAL_KEYS) and callable(getattr(env.unwrapped, "compute_reward", None))
+
+
 def make_hindsight(env, config: Config, device: torch.device) -> Hindsight:
     """Goal relabelling for `env`, or one sentence on why `env` cannot have it."""
     keys = dict(obs_keys(env) or [])
-    compute_reward = getattr(env.unwrapped, "compute_reward", None)
-    if not all(key in keys for key in GOAL_KEYS) or not callable(compute_reward):
+    if not goal_conditioned(env):
         observes = f"observes {', '.join(keys)}" if keys else "has Box observations"
         raise UserError(f"--her needs a goal-conditioned environment (Dict observations with achieved_goal and "
                         f"desired_goal, and a compute_reward method); '{config.env}' {observes}.")
@@ -167,8 +176,9 @@ def make_hindsight(env, config: Config, device: torch.device) -> Hindsight:
         raise UserError(f"--her needs achieved_goal and desired_goal of one size; '{config.env}' has "
                         f"{keys['achieved_goal']} and {keys['desired_goal']}.")
     compute_terminated = getattr(env.unwrapped, "compute_terminated", None)
-    return Hindsight(obs_columns(obs_keys(env)), compute_reward, compute_terminated if callable(compute_terminated)
-                     else None, config.her_relabels, config.buffer_size, config.num_envs, device)
+    return Hindsight(obs_columns(obs_keys(env)), env.unwrapped.compute_reward,
+                     compute_terminated if callable(compute_terminated) else None, config.her_relabels,
+                     config.buffer_size, config.num_envs, device)
 
 
 def expected_updates(config: Config, env_steps: int = 0) -> int:

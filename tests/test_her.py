@@ -168,6 +168,14 @@ def test_success_rate_is_logged_in_training_and_evaluation(tiny, tmp_path):
     assert len(read_run(pendulum.checkpoint.parent.parent, "eval/success_rate")[1]) == 0
 
 
+def test_a_goal_env_trained_without_her_says_that_her_exists(tiny, tmp_path, capsys):
+    train(tiny(env="PointGoal-v0", total_steps=100, run_dir=str(tmp_path / "plain")))
+    assert "note: 'PointGoal-v0' is goal-conditioned" in capsys.readouterr().err
+    train(tiny(env="PointGoal-v0", her=True, total_steps=100, run_dir=str(tmp_path / "her")))
+    train(tiny(total_steps=100, run_dir=str(tmp_path / "pendulum")))
+    assert "goal-conditioned" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("env_id", ["PointGoal-v0", "PointGoalSaysSuccess-v0"])  # is_success, or success
 def test_success_is_read_from_either_key_of_the_info(env_id):
     def to_goal(obs):  # straight at the goal: desired_goal - achieved_goal, 0.2 a step at most
