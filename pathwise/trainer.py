@@ -357,6 +357,7 @@ class Trainer:
         session = time.perf_counter() - self._session_start if self._session_start is not None else 0.0
         state = {"env_steps": self.env_steps, "torch_rng": torch.get_rng_state(),
                  "last_eval": list(self.evaluator.last) if self.evaluator.last else None,
+                 "last_eval_success": self.evaluator.last_success, "success_rate": self.success_rate,
                  "best": self.best.state, "run_time": self.run_time + session,
                  "dropped_episodes": self.dropped_episodes,
                  "wandb_id": self.logger.run_id}
@@ -374,6 +375,8 @@ class Trainer:
             self.average.load_state_dict(payload["policy_actor"])
         _or_warn(lambda: self.best.load_state_dict(state["best"]))
         self.evaluator.last = tuple(state["last_eval"]) if state["last_eval"] else None
+        self.evaluator.last_success = state.get("last_eval_success")  # (checkpoints before success rates: none)
+        self.success_rate = state.get("success_rate")
         self.logger.forget_evaluations_after(self.env_steps)
         # Last, so that nothing above draws from the restored streams.
         torch.set_rng_state(state["torch_rng"])

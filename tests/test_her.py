@@ -19,7 +19,7 @@ from pathwise.errors import UserError
 from pathwise.evaluation import run_episodes
 from pathwise.her import Hindsight
 from pathwise.replay_buffer import ReplayBuffer
-from pathwise.run import make_hindsight, resume, train
+from pathwise.run import make_hindsight, resume, resume_trainer, train
 
 # GoalCounter's flat observation: achieved_goal [t, episode], desired_goal [-1, -1], observation [t, episode].
 T, EPISODE = 0, 1
@@ -212,6 +212,16 @@ def test_a_dict_policy_acts_on_the_dict_and_on_its_flat_form_and_resumes_exactly
     exported = torch.export.load(export_policy(policy, tmp_path / "policy.pt2")).module()
     with torch.no_grad():
         np.testing.assert_allclose(exported(torch.as_tensor(flat)[None]).numpy()[0], policy.act(obs), atol=1e-6)
+
+
+def test_a_resumed_run_shows_the_success_rates_it_had(tiny, tmp_path):
+    train(tiny(env="PointGoal-v0", her=True, total_steps=200, eval_every=200, eval_episodes=2, log_every=50))
+    trainer = resume_trainer(tmp_path / "run", {"total_steps": 400})
+    try:
+        stats = trainer._progress_stats()  # the progress line's figures before the resumed run's first log
+    finally:
+        trainer.close()
+    assert {"success", "eval success"} <= set(stats)
 
 
 def test_evaluate_reports_the_success_rate(tiny, tmp_path):
