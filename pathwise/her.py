@@ -82,18 +82,20 @@ class Hindsight:
         achieved = next_obs[..., self.achieved].cpu().numpy()  # (M, n, G)
         desired = np.broadcast_to(goal.cpu().numpy()[:, None], achieved.shape)
         flat_a, flat_d = achieved.reshape(-1, achieved.shape[-1]), desired.reshape(-1, achieved.shape[-1])
-        info = [{}] * len(flat_a)
-        shape = achieved.shape[:-1]
-        reward = torch.as_tensor(np.asarray(self.compute_reward(flat_a, flat_d, info), np.float32).reshape(shape),
-                                 device=self.device)
-        if self.compute_terminated is None:
-            return reward, None
-        if self.terminated_per_pair:
-            terminated = np.array([self.compute_terminated(a, d, {}) for a, d in zip(flat_a, flat_d)], np.float32)
-        else:
-            terminated = np.broadcast_to(np.asarray(self.compute_terminated(flat_a, flat_d, info), np.float32),
-                                         (len(flat_a),))
-        return reward, torch.as_tensor(terminated.reshape(shape).copy(), device=self.device)
+        info, shape = [{}] * len(flat_a), achieved.shape[:-1]
+        # An n-step sum's rows past the newest transition hold whatever the memory held (the buffer leaves them out
+        # of the sum): what NumPy would say of their overflow is noise.
+        with np.errstate(all="ignore"):
+            reward = np.asarray(self.compute_reward(flat_a, flat_d, info), np.float32).reshape(shape)
+            if self.compute_terminated is None:
+                return torch.as_tensor(reward, device=self.device), None
+            if self.terminated_per_pair:
+                terminated = np.array([self.compute_terminated(a, d, {}) for a, d in zip(flat_a, flat_d)], np.float32)
+            else:
+                terminated = np.broadcast_to(np.asarray(self.compute_terminated(flat_a, flat_d, info), np.float32),
+                                             (len(flat_a),))
+        return (torch.as_tensor(reward, device=self.device),
+                torch.as_tensor(terminated.reshape(shape).copy(), device=self.device))
 
     def share(self, batch_size: int) -> int:
         """How many of a batch are relabelled."""

@@ -13,6 +13,7 @@ from torch import nn
 from pathwise import hub
 from pathwise.checkpoint import latest_checkpoint, load_checkpoint, policy_actor_state
 from pathwise.config import from_dict
+from pathwise.envs import obs_keys
 from pathwise.errors import UserError
 from pathwise.normalizer import ObsNormalizer
 
@@ -54,7 +55,8 @@ class Policy:
             reads = f"the keys {', '.join(k for k, _ in self.obs_keys)}" if self.obs_keys else "flat observations"
             raise ValueError(f"this policy reads {reads}; the observation given has the keys {', '.join(obs)}.")
         parts = [np.asarray(obs[key], dtype=np.float32) for key, _ in self.obs_keys]
-        batched = parts[0].size != self.obs_keys[0][1]
+        first, size = parts[0], self.obs_keys[0][1]
+        batched = first.size != size or (first.ndim > 1 and first.shape[0] == 1)  # a batch of one: (1, size)
         return np.concatenate([p.reshape(len(p), -1) if batched else p.reshape(-1) for p in parts], axis=-1)
 
     @torch.inference_mode()
@@ -78,6 +80,14 @@ class Policy:
             raise UserError(f"this policy was trained on {self.env_id} (observations of size {self.obs_dim}, "
                             f"{len(low)} actions in [{low.min():g}, {high.max():g}]); the env given has "
                             f"observations of size {obs_dim} and action space {act}.")
+        keys = obs_keys(env)
+        if keys != self.obs_keys:  # the same flat size, read in another order or from other keys
+            raise UserError(f"this policy was trained on {self.env_id}, which observes {_observes(self.obs_keys)}; "
+                            f"the env given observes {_observes(keys)}.")
+
+
+def _observes(keys: list[tuple[str, int]] | None) -> str:
+    return f"the keys {', '.join(f'{key} ({size})' for key, size in keys)}" if keys else "a Box"
 
 
 def load_policy(path: str | Path, device: str | torch.device = "cpu", which: str = "last") -> Policy:

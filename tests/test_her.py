@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from test_checkpoints import agent_tensors, script
+from toy_envs import PointGoal
 
 from pathwise import export_policy, load_policy
 from pathwise.agents.sac import SACConfig
@@ -208,7 +209,14 @@ def test_a_dict_policy_acts_on_the_dict_and_on_its_flat_form_and_resumes_exactly
     np.testing.assert_array_equal(policy.act(batch), policy.act(np.stack([flat, flat])))
     with pytest.raises(ValueError, match="the keys achieved_goal, desired_goal, observation"):
         policy.act({"observation": obs["observation"]})
-    policy.check_env(raw)  # a Dict env of the right sizes fits
+    assert policy.act({key: value[None] for key, value in obs.items()}).shape == (1, 2)  # a batch of one
+    policy.check_env(raw)  # a Dict env of the right keys and sizes fits
+    other = PointGoal()  # the same flat size, from other keys
+    other.observation_space = gym.spaces.Dict({"desired_goal": gym.spaces.Box(-1, 1, (2,)),
+                                               "observation": gym.spaces.Box(-1, 1, (4,))})
+    with pytest.raises(UserError, match=r"observes the keys achieved_goal \(2\).*the env given observes the keys "
+                                        r"desired_goal \(2\), observation \(4\)"):
+        policy.check_env(other)
     exported = torch.export.load(export_policy(policy, tmp_path / "policy.pt2")).module()
     with torch.no_grad():
         np.testing.assert_allclose(exported(torch.as_tensor(flat)[None]).numpy()[0], policy.act(obs), atol=1e-6)
