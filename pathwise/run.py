@@ -94,8 +94,8 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
                             "out.")
         if not config.her and not resuming and goal_conditioned(eval_env):
             print(f"note: '{config.env}' is goal-conditioned (achieved_goal, desired_goal, compute_reward); --her "
-                  "relabels goals in hindsight, which its sparse rewards usually need to learn anything.",
-                  file=sys.stderr, flush=True)
+                  "relabels goals in hindsight, which a sparse reward needs to learn from.", file=sys.stderr,
+                  flush=True)
         threads = Threads(config.threads)
         collector = make_collector(config, eval_env, threads.count)
         opened.callback(collector.envs.close)
