@@ -46,8 +46,8 @@ class Collector:
         length, success) of each episode that ended (success: what the env's info said of it at its last step,
         `is_success` or `success`; None where it says nothing of success); and (sub-env, transitions, what) of
         each episode dropped because the env returned a non-finite number (`--on-nonfinite drop`: its transition
-        here, zeroed, ends it and is one of them). Ended and dropped sub-envs are reset at once, so `obs` is always the observation the next action
-        answers."""
+        here, zeroed, ends it and is one of them). Ended and dropped sub-envs are reset at once, so `obs` is
+        always the observation the next action answers."""
         next_obs, reward, terminated, truncated, info = self.envs.step(action)
         if self.cut is not None:  # the staggered first episodes end as at a time limit of their own
             truncated = truncated | (self.ep_length + 1 == self.cut)
