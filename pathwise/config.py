@@ -466,8 +466,13 @@ def layered(overrides: dict, config_file: str | None = None) -> tuple[str, dict]
         config_file = str(config_path(config_file))
     user = load_yaml(config_file) if config_file else {}
     env_id = overrides.get("env") or user.get("env") or Config.env
-    name = overrides.get("agent") or user.get("agent") or DEFAULT_AGENT
-    name = agent_name({"agent": name}, "the command line" if overrides.get("agent") else str(config_file))
+    # The agent: the flag's, the config file's, the env preset's (the agent its settings were measured with), or SAC.
+    env_preset = CONFIG_DIR / f"{env_id}.yaml"
+    preset = load_yaml(env_preset) if env_preset.is_file() else {}
+    name = overrides.get("agent") or user.get("agent") or preset.get("agent") or DEFAULT_AGENT
+    source = ("the command line" if overrides.get("agent") else str(config_file) if user.get("agent")
+              else str(env_preset))
+    name = agent_name({"agent": name}, source)
     layers = [(load_yaml(path), str(path)) for path in preset_paths(env_id, name)]
     if config_file:
         layers.append((user, str(config_file)))

@@ -103,6 +103,16 @@ def test_every_mujoco_v5_task_has_a_valid_preset_that_says_where_its_numbers_com
     assert resolve({"env": "Swimmer-v5"}).agent.gamma == 0.9999 and resolve({"env": "Humanoid-v5"}).total_steps == 2e6
 
 
+def test_an_env_preset_may_name_its_agent_and_a_flag_or_config_file_still_wins(tmp_path):
+    assert resolve({"env": "FetchPush-v4"}).agent == resolve({"env": "FetchPush-v4", "agent": "tqc"}).agent
+    assert type(resolve({"env": "FetchPush-v4"}).agent).__name__ == "TQCConfig"
+    assert type(resolve({"env": "FetchPush-v4", "agent": "sac"}).agent).__name__ == "SACConfig"
+    path = tmp_path / "sac.yaml"
+    path.write_text("agent: sac\n")
+    assert type(resolve({"env": "FetchPush-v4"}, str(path)).agent).__name__ == "SACConfig"
+    assert type(resolve({"env": "FetchReach-v4"}).agent).__name__ == "SACConfig"  # its preset names none
+
+
 def test_env_kwargs_from_flags_and_yaml_and_their_mistakes(tmp_path):
     config, _, _ = parse_args(["--env", "HalfCheetah-v5", "--env-kwargs", "ctrl_cost_weight=0.05",
                                "reset_noise_scale=0"])
