@@ -141,6 +141,27 @@ class Checked(gym.Wrapper):
         return EnvFault(f"environment '{self.env_id}' raised {type(e).__name__} in {what}: {first}")
 
 
+class Repeat(gym.Wrapper):
+    """Each action held for `times` env steps, their rewards summed, the last step's observation and info
+    returned; an episode that ends (or a step that was not finite, under `nonfinite="drop"`) cuts it short.
+    DeepMind Control papers hold each action for 2 steps (their "action repeat")."""
+
+    def __init__(self, env: gym.Env, times: int):
+        super().__init__(env)
+        self.times = times
+        if "render_fps" in env.metadata:  # a video has one frame an action
+            self.metadata = {**env.metadata, "render_fps": env.metadata["render_fps"] / times}
+
+    def step(self, action):
+        total = 0.0
+        for _ in range(self.times):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total += reward
+            if terminated or truncated or "nonfinite" in info:
+                break
+        return obs, total, terminated, truncated, info
+
+
 def all_finite(x: np.ndarray) -> bool:
     """Whether every entry of `x` is finite: the sum first (a fraction of a microsecond), which is finite exactly
     when every entry is, short of overflow."""
@@ -154,15 +175,18 @@ def _first_bad(obs) -> str:
 
 
 def make_env(env_id: str, render_mode: str | None = None, rescale_actions: bool = True,
-             env_kwargs: dict | None = None, nonfinite: str = "stop") -> gym.Env:
+             env_kwargs: dict | None = None, nonfinite: str = "stop", action_repeat: int = 1) -> gym.Env:
     """One environment, `gymnasium.make(env_id, **env_kwargs)`, with flat observations whose action space is
     Box(-1, 1), or its own bounds with `rescale_actions=False` (for policies that already act in them). Its faults
-    are `Checked` (`nonfinite`: what a NaN or infinite observation or reward does, "stop" or "drop")."""
+    are `Checked` (`nonfinite`: what a NaN or infinite observation or reward does, "stop" or "drop"); each action
+    is held for `action_repeat` of its steps."""
     env = _gym_make(env_id, env_kwargs or {}, **({"render_mode": render_mode} if render_mode else {}))
     _check_spaces(env_id, env)
     if isinstance(env.observation_space, gym.spaces.Dict) or len(env.observation_space.shape) != 1:
         env = FlattenObservation(env)  # a Dict's keys end to end, in the order obs_keys() gives
     env = Checked(env, env_id, nonfinite)
+    if action_repeat > 1:
+        env = Repeat(env, action_repeat)
     if not rescale_actions:
         return env
     shape, dtype = env.action_space.shape, env.action_space.dtype  # DMC's actions are float64
@@ -170,7 +194,7 @@ def make_env(env_id: str, render_mode: str | None = None, rescale_actions: bool 
 
 
 def make_vector_env(env_id: str, num_envs: int, mode: str = "sync", env_kwargs: dict | None = None,
-                    nonfinite: str = "stop") -> VectorEnv:
+                    nonfinite: str = "stop", action_repeat: int = 1) -> VectorEnv:
     """`num_envs` copies of the env, stepped together: in this process (sync) or one subprocess each (async)."""
     if mode == "async":
         if env_id.startswith("playground/"):  # their evaluation env has started JAX, which a fork deadlocks
@@ -180,20 +204,21 @@ def make_vector_env(env_id: str, num_envs: int, mode: str = "sync", env_kwargs: 
         # gymnasium would print the worker's traceback before it.
         warnings.filterwarnings("ignore", message=r".*ERROR: (Received the following error|Traceback|Raising the "
                                 "last exception)", category=UserWarning, module="gymnasium.vector.async_vector_env")
-        worker = functools.partial(_worker_env, env_id, env_kwargs, nonfinite)
+        worker = functools.partial(_worker_env, env_id, env_kwargs, nonfinite, action_repeat)
         return AsyncVectorEnv([worker] * num_envs, autoreset_mode=AUTORESET_MODE)
-    return SyncVectorEnv([lambda: make_env(env_id, env_kwargs=env_kwargs, nonfinite=nonfinite)] * num_envs,
+    return SyncVectorEnv([lambda: make_env(env_id, env_kwargs=env_kwargs, nonfinite=nonfinite,
+                                           action_repeat=action_repeat)] * num_envs,
                          autoreset_mode=AUTORESET_MODE)
 
 
-def _worker_env(env_id: str, env_kwargs: dict | None, nonfinite: str) -> gym.Env:
+def _worker_env(env_id: str, env_kwargs: dict | None, nonfinite: str, action_repeat: int) -> gym.Env:
     """The env of an async worker process, which leaves the stop signals to the trainer: a SIGTERM or SIGHUP
     sent to the whole job (Slurm, a process group) would otherwise kill the worker in the middle of a step,
     before the trainer saves. Gymnasium's workers already ignore SIGINT. A worker still ends when the trainer
     closes it, or dies: its pipe closes."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    return make_env(env_id, env_kwargs=env_kwargs, nonfinite=nonfinite)
+    return make_env(env_id, env_kwargs=env_kwargs, nonfinite=nonfinite, action_repeat=action_repeat)
 
 
 # Where an env's info says whether its episode succeeded: Gymnasium-Robotics' Fetch and Hand tasks (and SB3's

@@ -47,6 +47,10 @@ class Config:
     """Gymnasium environment id with a continuous (Box) action space."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for gymnasium.make, e.g. ctrl_cost_weight=0.05 (flags: key=value ...; YAML: a mapping)."""
+    action_repeat: int = 1
+    """Env steps each action is held for, their rewards summed (DeepMind Control papers hold each for 2). The step
+    counts (total_steps, learning_starts, eval_every, ...) count env steps: the agent acts and stores a transition,
+    and updates_per_step updates follow, once every action_repeat of them."""
     agent: AgentConfig = field(default_factory=SACConfig, metadata={"experiment": True, "resumable": False})
     """The agent: sac, td3, tqc or crossq; its hyperparameters are the flags of its section (its name, in YAML)."""
     seed: int = setting(1, experiment=False)
@@ -148,7 +152,7 @@ class Config:
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"seed must lie in [0, 2**32), got {self.seed}.")
         for name in ("total_steps", "batch_size", "buffer_size", "updates_per_step", "num_envs", "log_every",
-                     "her_relabels"):
+                     "her_relabels", "action_repeat"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
         if not 0.0 < self.lr_final_fraction <= 1.0:
@@ -165,6 +169,10 @@ class Config:
                      "reset_every", "lr_decay_steps", "gamma_rise_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be zero or positive, got {getattr(self, name)}.")
+        if self.her and self.action_repeat > 1:
+            raise ValueError("her recomputes a relabelled transition's reward from one env step, and with "
+                             f"action_repeat {self.action_repeat} each stored reward sums {self.action_repeat} env "
+                             "steps; use one or the other.")
         if self.batch_size > self.buffer_size:
             raise ValueError(f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size}).")
         if re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is None:

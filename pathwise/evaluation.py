@@ -79,8 +79,10 @@ class Evaluator:
     and its videos; every result goes to the logger. `last` is the latest (return mean, return std), and
     `last_success` its success rate (None where the env does not report success)."""
 
-    def __init__(self, env: gym.Env, env_id: str, env_kwargs: dict, seed: int, run_dir: Path, logger):
+    def __init__(self, env: gym.Env, env_id: str, env_kwargs: dict, seed: int, run_dir: Path, logger,
+                 action_repeat: int = 1):
         self.env, self.env_id, self.env_kwargs, self.seed = env, env_id, env_kwargs, seed + EVAL_SEED_OFFSET
+        self.action_repeat = action_repeat
         self.run_dir, self.logger = run_dir, logger
         self.last: tuple[float, float] | None = None
         self.last_success: float | None = None
@@ -97,7 +99,8 @@ class Evaluator:
 
     def record_video(self, policy: Policy, step: int) -> Path:
         """One deterministic evaluation episode, written to RUN_DIR/videos and logged."""
-        env = make_env(self.env_id, render_mode="rgb_array", env_kwargs=self.env_kwargs)
+        env = make_env(self.env_id, render_mode="rgb_array", env_kwargs=self.env_kwargs,
+                       action_repeat=self.action_repeat)
         try:
             (path,) = run_episodes(policy, env, 1, self.seed, self.run_dir / "videos", name=f"step_{step:09d}").videos
         finally:

@@ -72,6 +72,9 @@ def model_card(name: str, config, payload: dict, evaluation: dict, has_video: bo
     keys = payload["spaces"].get("obs_keys")
     reads = "" if not keys else (" It takes the env's Dict observations, or their flat form: " + ", ".join(
         f"`{key}` ({size})" for key, size in keys) + ", end to end (the exported programs take the flat form).")
+    if config.action_repeat > 1:
+        reads += (f" It was trained holding each action for {config.action_repeat} env steps: step the env "
+                  f"{config.action_repeat} times with each action it gives.")
     return f"""---
 {yaml.safe_dump(metadata, sort_keys=False)}---
 

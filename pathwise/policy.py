@@ -43,9 +43,11 @@ class Policy:
     its keys' values end to end, in the order `obs_keys` gives."""
 
     def __init__(self, module: BoundedPolicy, env_id: str, env_steps: int, obs_dim: int, device: torch.device,
-                 env_kwargs: dict | None = None, obs_keys: list[tuple[str, int]] | None = None):
+                 env_kwargs: dict | None = None, obs_keys: list[tuple[str, int]] | None = None,
+                 action_repeat: int = 1):
         self.module, self.env_id, self.env_steps = module.eval(), env_id, env_steps
         self.env_kwargs = env_kwargs or {}  # what gymnasium.make was given in training
+        self.action_repeat = action_repeat  # env steps each action was held for in training
         self.obs_dim, self.device = obs_dim, device
         self.obs_keys = obs_keys  # (key, size) of a Dict observation, in its flat order; None for a Box
 
@@ -123,7 +125,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu", which: str
     module = BoundedPolicy(actor, low, high, normalizer).to(device)
     keys = [(str(key), int(size)) for key, size in spaces["obs_keys"]] if "obs_keys" in spaces else None
     return Policy(module, payload["env_id"], int(payload["env_steps"]), spaces["obs_dim"], device,
-                  config.env_kwargs, keys)
+                  config.env_kwargs, keys, config.action_repeat)
 
 
 FORMATS = ("pt2", "onnx")

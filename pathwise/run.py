@@ -84,7 +84,8 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
     # What is opened here is closed again if a later part fails (the trainer closes it all once built).
     with contextlib.ExitStack() as opened:
         # The evaluation env first: a bad env id or env_kwargs is refused here, before any subprocess starts.
-        eval_env = opened.enter_context(contextlib.closing(make_env(config.env, env_kwargs=config.env_kwargs)))
+        eval_env = opened.enter_context(contextlib.closing(make_env(config.env, env_kwargs=config.env_kwargs,
+                                                                    action_repeat=config.action_repeat)))
         if config.env_kwargs:
             try_env_kwargs(eval_env, config)
         render_modes = eval_env.metadata.get("render_modes") or []
@@ -109,8 +110,8 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = opened.enter_context(lock_run_dir(run_dir))
         configure_cpu(threads.count)
-        plan = plan_speed(config, device, expected_updates(config, env_steps), config.total_steps - env_steps,
-                          (obs_dim, act_dim), threads)
+        plan = plan_speed(config, device, expected_updates(config, env_steps),
+                          (config.total_steps - env_steps) // config.action_repeat, (obs_dim, act_dim), threads)
         save_yaml(config, run_dir / "config.yaml", resolved=plan.as_dict())
         agent = config.agent.make_agent(obs_dim, act_dim, device)
         accelerate(agent, plan)
@@ -124,7 +125,8 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
                             f"({type(e).__name__}); give a smaller --buffer-size.") from None
         logger = Logger(run_dir, config, run_id=wandb_id, resolved=plan.as_dict())
         opened.callback(logger.close)
-        evaluator = Evaluator(eval_env, config.env, config.env_kwargs, config.seed, run_dir, logger)
+        evaluator = Evaluator(eval_env, config.env, config.env_kwargs, config.seed, run_dir, logger,
+                              config.action_repeat)
         normalizer = ObsNormalizer(obs_dim).to(device) if config.normalize_obs else None
         checkpoints = Checkpointer(run_dir, config, space_signature(eval_env))
         trainer = Trainer(config, collector, agent, buffer, evaluator, logger, checkpoints, device,
@@ -142,8 +144,13 @@ def make_collector(config: Config, eval_env, threads: int) -> Collector | Batche
         limit = eval_env.spec.max_episode_steps if eval_env.spec is not None else None
         if config.stagger_episodes and not limit:
             raise UserError(f"--stagger-episodes staggers the envs' time limits, and '{config.env}' has none.")
-        envs = make_vector_env(config.env, config.num_envs, config.vector_mode, config.env_kwargs, config.on_nonfinite)
-        return Collector(envs, config.seed, limit if config.stagger_episodes else 0)
+        envs = make_vector_env(config.env, config.num_envs, config.vector_mode, config.env_kwargs, config.on_nonfinite,
+                               config.action_repeat)
+        # The collector counts the agent's steps: a time limit of `limit` env steps is limit / action_repeat of them.
+        return Collector(envs, config.seed, -(-limit // config.action_repeat) if config.stagger_episodes else 0)
+    if config.action_repeat > 1:
+        raise UserError(f"--action-repeat needs --vector-mode sync or async; {config.vector_mode} steps its envs "
+                        "one env step an action.")
     if config.on_nonfinite == "drop":
         raise UserError(f"--on-nonfinite drop needs --vector-mode sync or async; with {config.vector_mode} a "
                         "non-finite observation or reward stops the run.")
@@ -182,10 +189,10 @@ def make_hindsight(env, config: Config, device: torch.device) -> Hindsight:
 
 
 def expected_updates(config: Config, env_steps: int = 0) -> int:
-    """The gradient updates a run will make from `env_steps` on: one env step of all num_envs envs is followed by
-    updates_per_step updates, once learning_starts steps have passed."""
+    """The gradient updates a run will make from `env_steps` on: each action of all num_envs envs (action_repeat
+    env steps each) is followed by updates_per_step updates, once learning_starts steps have passed."""
     steps = max(0, config.total_steps - max(config.learning_starts, env_steps))
-    return -(-steps // config.num_envs) * config.updates_per_step
+    return -(-steps // (config.num_envs * config.action_repeat)) * config.updates_per_step
 
 
 def try_env_kwargs(env, config: Config) -> None:

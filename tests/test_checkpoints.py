@@ -56,12 +56,14 @@ def test_round_trip_gives_the_trainers_actions_in_env_bounds(tiny):
         policy.act(np.zeros(4))
 
 
-@pytest.mark.parametrize("num_envs, normalize_obs, n_step, reset_every", [(1, False, 1, 0), (2, True, 3, 200)])
+@pytest.mark.parametrize("num_envs, normalize_obs, n_step, reset_every, action_repeat",
+                         [(1, False, 1, 0, 1), (2, True, 3, 200, 1), (1, False, 1, 0, 3)])
 def test_resume_mid_episode_gives_the_same_parameters_as_an_uninterrupted_run(tiny, tmp_path, num_envs,
-                                                                              normalize_obs, n_step, reset_every):
+                                                                              normalize_obs, n_step, reset_every,
+                                                                              action_repeat):
     # Pendulum episodes last 200 steps: the break at 300 falls in the middle of one (and between two resets).
     common = dict(total_steps=600, num_envs=num_envs, eval_episodes=1, normalize_obs=normalize_obs,
-                  sac={"n_step": n_step}, reset_every=reset_every)
+                  sac={"n_step": n_step}, reset_every=reset_every, action_repeat=action_repeat)
     straight = train(tiny(run_dir=str(tmp_path / "straight"), **common))
     train(tiny(run_dir=str(tmp_path / "split"), **{**common, "total_steps": 300}))
     resumed = resume(tmp_path / "split", {"total_steps": 600})

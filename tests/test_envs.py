@@ -46,3 +46,23 @@ def test_making_a_mujoco_env_leaves_out_mujocos_notice_about_gymnasiums_models_a
     handler = mujoco.get_mju_user_warning()
     handler("something else went wrong")
     assert "MuJoCo warning: something else went wrong" in capfd.readouterr().err
+
+
+def test_action_repeat_holds_each_action_sums_its_rewards_and_stops_at_the_episodes_end():
+    held, plain = make_env("Pendulum-v1", action_repeat=3), make_env("Pendulum-v1")
+    obs, _ = held.reset(seed=5)
+    np.testing.assert_array_equal(obs, plain.reset(seed=5)[0])
+    rng = np.random.default_rng(0)
+    for i in range(67):  # Pendulum's time limit is 200 steps: 66 whole actions, then one of 2 steps
+        action = rng.uniform(-1, 1, 1).astype(np.float32)
+        obs, reward, _, truncated, _ = held.step(action)
+        total = 0.0
+        for _ in range(3 if i < 66 else 2):
+            plain_obs, plain_reward, _, plain_truncated, _ = plain.step(action)
+            total += plain_reward
+        np.testing.assert_array_equal(obs, plain_obs)
+        assert reward == pytest.approx(total) and truncated == plain_truncated == (i == 66)
+    counter = make_env("CounterTerminates-v0", action_repeat=2)  # terminates at its third step
+    counter.reset(seed=0)
+    assert [counter.step(np.zeros(2))[:3] for _ in range(2)] == [([2.0], 2.0, False), ([3.0], 1.0, True)]
+    assert make_env("Pendulum-v1", action_repeat=2).metadata["render_fps"] == 15  # a video has a frame an action

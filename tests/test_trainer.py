@@ -170,3 +170,35 @@ def test_lr_final_fraction_must_lie_in_zero_one(tiny):
 def test_no_evaluation_episodes_means_no_evaluations(tiny):
     summary = train(tiny(eval_every=100, eval_episodes=0))
     assert summary.env_steps == 300 and summary.eval_return_mean is None and summary.best is None
+
+
+def test_with_action_repeat_steps_count_env_steps_and_the_agent_acts_and_updates_once_an_action(tiny):
+    trainer = build_trainer(tiny(total_steps=600, learning_starts=200, action_repeat=2, updates_per_step=3,
+                                 eval_every=300, eval_episodes=1))
+    calls = []
+    update = trainer.update
+    trainer.update = lambda env_steps: calls.append(env_steps) or update(env_steps)
+    summary = trainer.run()
+    trainer.close()
+    assert summary.env_steps == 600 and len(trainer.buffer) == 300  # a transition an action, two env steps each
+    assert calls == list(range(202, 601, 2))  # updates_per_step updates after each action once 200 steps passed
+    rows = (summary.checkpoint.parent.parent / "evaluations.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == ["300", "600"]
+    assert all(r.split(",")[3] == "100.0" for r in rows)  # Pendulum's 200 env steps are 100 actions
+
+
+def test_action_repeat_is_refused_where_it_cannot_hold(tiny):
+    with pytest.raises(ValueError, match="action_repeat must be a positive integer"):
+        tiny(action_repeat=0)
+    with pytest.raises(ValueError, match="her recomputes .* one or the other"):
+        tiny(env="PointGoal-v0", her=True, action_repeat=2)
+    with pytest.raises(UserError, match="--action-repeat needs --vector-mode sync or async"):
+        build_trainer(tiny(vector_mode="torch", action_repeat=2))
+
+
+def test_staggered_first_episodes_with_action_repeat_end_within_the_time_limit_in_actions(tiny):
+    trainer = build_trainer(tiny(num_envs=16, stagger_episodes=True, action_repeat=4))
+    trainer.collector.start()
+    cut = trainer.collector.cut
+    trainer.close()
+    assert 1 <= cut.min() and cut.max() <= 50 and cut.max() > 25  # Pendulum's 200 steps are 50 actions of 4

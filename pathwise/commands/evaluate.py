@@ -21,7 +21,8 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=0, help="episode i is reset with seed SEED + i [default: 0]")
     parser.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic mode")
     parser.add_argument("--env", help="evaluate on this env id instead of the one the policy was trained on "
-                                      "(made without the training run's env_kwargs)")
+                                      "(made without the training run's env_kwargs; each action still held for "
+                                      "the run's --action-repeat env steps)")
     parser.add_argument("--video", metavar="DIR", help="write an mp4 of every episode into DIR")
     parser.add_argument("--device", default="cpu", help="torch device for the policy [default: cpu]")
     parser.add_argument("--json", action="store_true",
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         policy = load_policy(args.path, device=args.device, which=args.policy)
         env_id = args.env or policy.env_id
         env = make_env(env_id, render_mode="rgb_array" if args.video else None, rescale_actions=False,
-                       env_kwargs=policy.env_kwargs if env_id == policy.env_id else None)
+                       env_kwargs=policy.env_kwargs if env_id == policy.env_id else None,
+                       action_repeat=policy.action_repeat)
         policy.check_env(env)
         result = run_episodes(
             lambda obs: policy.act(obs, deterministic=not args.stochastic), env, args.episodes, args.seed,

@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     if policy.obs_keys:
         print("Its input is the Dict observation flattened: " + ", ".join(f"{key} ({size})" for key, size in
                                                                             policy.obs_keys) + ", end to end.")
+    if policy.action_repeat > 1:
+        print(f"It was trained holding each action for {policy.action_repeat} env steps: step the env "
+              f"{policy.action_repeat} times with each action it gives.")
     return 0
 
 
@@ -72,7 +75,8 @@ def hub_folder(args) -> int:
         if not args.hub_folder:
             raise UserError("--push-to-hub uploads the folder that --hub-folder DIR writes; give both.")
         payload, policy = load_checkpoint(args.path, args.policy), load_policy(args.path, which=args.policy)
-        env = make_env(policy.env_id, rescale_actions=False, env_kwargs=policy.env_kwargs)
+        env = make_env(policy.env_id, rescale_actions=False, env_kwargs=policy.env_kwargs,
+                       action_repeat=policy.action_repeat)
         result = run_episodes(lambda obs: policy.act(obs), env, args.episodes, seed=0)
         env.close()
         returns = result.returns

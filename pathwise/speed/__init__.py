@@ -156,7 +156,8 @@ def _precision(asked: str, device: torch.device) -> tuple[str, str, list[str]]:
 def plan_speed(config, device: torch.device, updates: int, steps: int, shapes: tuple,
                threads: machine.Threads) -> Plan:
     """What pays for this run (`config`, a pathwise Config) on `device`, which will make `updates` gradient updates
-    and `steps` env steps on networks of `shapes` (observation and action sizes), with `threads`."""
+    and act `steps` times (env steps over action_repeat) on networks of `shapes` (observation and action sizes),
+    with `threads`."""
     name = config.agent.name
     precision, precision_why, warnings = _precision(config.precision, device)
     marker = compile_marker(name, precision, shapes)
