@@ -4,11 +4,12 @@
         --envs dm_control/cartpole-swingup-v0 dm_control/walker-walk-v0 dm_control/cheetah-run-v0
     python benchmarks/dmc.py --agent se-catlinf-hl-wn-grise20-pa     # the table, and docs/dmc.png
 
-Needs `pip install -e ".[dmc]"` (shimmy and dm-control, MuJoCo 4). Our runs take no action repeat: 100k env steps
-are 100k agent steps. The published runs held each action for two simulator steps (an action repeat of 2), so their
-100k env steps are 50k agent steps. Their numbers (mean +- standard error over seeds at 100k env steps) were read
-from the authors' released result files: facebookresearch/MRQ `results/dmc_results.txt` (10 seeds; its rows count
-agent steps, so `Timestep 50000`), dojeon-ai/SimbaV2 `results/baseline/simbaV2_utd2.csv` (10 seeds) and
+Needs `pip install -e ".[dmc]"` (shimmy and dm-control, MuJoCo 4). Our runs count env steps: without an action
+repeat 100k env steps are 100k agent steps; with `--action-repeat 2` (the "-ar2" variants) 50k, as in the published
+runs, which held each action for two simulator steps, so their 100k env steps are 50k agent steps. Their numbers
+(mean +- standard error over seeds at 100k env steps) were read from the authors' released result files:
+facebookresearch/MRQ `results/dmc_results.txt` (10 seeds; its rows count agent steps, so `Timestep 50000`),
+dojeon-ai/SimbaV2 `results/baseline/simbaV2_utd2.csv` (10 seeds) and
 nicklashansen/tdmpc2 `results/tdmpc2/<task>.csv` (3 seeds). Per task: our seeds, mean +- s.e., worst seed, and the
 gap to MR.Q with the two standard errors combined (sqrt(s.e.^2 + s.e.^2); MR.Q's alone for one seed of ours).
 """

@@ -201,6 +201,11 @@ VARIANTS = {"crossq-256": CROSSQ_256,
                                             "--gamma-rise-steps", "20000", "--policy-average", "0.002"],
             "se-v4obs-catlinf-hl-wn-grise20-pa": [*CATLINF, "--gamma", "0.995", "--gamma-start", "0.99",
                                                   "--gamma-rise-steps", "20000", "--policy-average", "0.002", *V4OBS],
+            # the same holding each action for two env steps (--action-repeat 2), as the DeepMind Control papers run:
+            # half the actions and updates in the same env steps
+            "se-catlinf-hl-wn-grise20-pa-ar2": [*CATLINF, "--gamma", "0.995", "--gamma-start", "0.99",
+                                                "--gamma-rise-steps", "20000", "--policy-average", "0.002",
+                                                "--action-repeat", "2"],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}
