@@ -78,6 +78,11 @@ def evaluate(step):
         returns.append(total)
         successes.append(float(info["is_success"]))
     rows.append([step, np.mean(returns), np.std(returns), np.mean(successes)])
+    with open(out, "w", newline="") as f:  # after each evaluation: a run stopped early keeps what it measured
+        writer = csv.writer(f)
+        writer.writerow(["env_steps", "return_mean", "return_std", "success_rate"])
+        writer.writerows(rows)
+    print(f"{step} env steps: success {rows[-1][3]:.2f}", flush=True)
 
 class Evaluate(BaseCallback):
     def _on_step(self):
@@ -86,10 +91,6 @@ class Evaluate(BaseCallback):
         return True
 model.learn(steps, callback=Evaluate())
 evaluate(steps)
-with open(out, "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(["env_steps", "return_mean", "return_std", "success_rate"])
-    writer.writerows(rows)
 """
 
 
