@@ -149,7 +149,7 @@ class Repeat(gym.Wrapper):
     def __init__(self, env: gym.Env, times: int):
         super().__init__(env)
         self.times = times
-        if "render_fps" in env.metadata:  # a video has one frame an action
+        if env.metadata.get("render_fps"):  # a video has one frame an action
             self.metadata = {**env.metadata, "render_fps": env.metadata["render_fps"] / times}
 
     def step(self, action):

@@ -11,7 +11,7 @@ from pathwise.envs import success_key
 class Collector:
     """Steps `envs` (autoreset disabled: an ended sub-env is reset here, from a seed drawn from the run's
     generator). The same generator draws the random actions of the warm-up phase. With `stagger` (the envs' time
-    limit in steps), each sub-env's first episode is truncated here after a part of that limit drawn from the
+    limit in actions), each sub-env's first episode is truncated here after a part of that limit drawn from the
     generator, uniform over 1 to the limit."""
 
     def __init__(self, envs: VectorEnv, seed: int, stagger: int = 0):

@@ -73,10 +73,10 @@ class Config:
     (keep * old + (1 - keep) * fresh)."""
     policy_average: float = 0.0
     """0: the policy the run evaluates, saves and exports is the actor. Above 0: a running average of the actor's
-    weights and normalization statistics, moved this share of the way to the actor after each env step's updates
-    (0.002: about the last 500 env steps); the actor itself still acts in training. An actor trained at high update
-    ratios can fall in one evaluation and walk in the next; its average scored higher on three of four MuJoCo runs
-    (docs/benchmarks.md)."""
+    weights and normalization statistics, moved this share of the way to the actor after each action's updates
+    (0.002: about the last 500 actions, env steps without --action-repeat); the actor itself still acts in
+    training. An actor trained at high update ratios can fall in one evaluation and walk in the next; its average
+    scored higher on three of four MuJoCo runs (docs/benchmarks.md)."""
     lr_final_fraction: float = 1.0
     """Every learning rate falls linearly, from its value at the first update to this fraction of it at
     lr_decay_steps (1: constant; 0.1: a tenth of it at the end)."""

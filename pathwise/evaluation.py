@@ -113,7 +113,7 @@ class Evaluator:
 
 
 class PolicyAverage:
-    """A running average of an actor (`policy_average`): after each env step's updates every floating-point tensor
+    """A running average of an actor (`policy_average`): after each action's updates every floating-point tensor
     of its state (weights, and normalization statistics) moves `rate` of the way to the actor's; counters are
     copied. Its state travels in every checkpoint as the run's policy."""
 

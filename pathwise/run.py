@@ -93,7 +93,7 @@ def build_trainer(config: Config, resuming: bool = False, wandb_id: str | None =
             raise UserError(f"environment '{config.env}' cannot render frames (its render modes: "
                             f"{', '.join(render_modes) or 'none'}), so --video-every has nothing to record; leave it "
                             "out.")
-        if not config.her and not resuming and goal_conditioned(eval_env):
+        if not config.her and config.action_repeat == 1 and not resuming and goal_conditioned(eval_env):
             print(f"note: '{config.env}' is goal-conditioned (achieved_goal, desired_goal, compute_reward); --her "
                   "relabels goals in hindsight, which a sparse reward needs to learn from.", file=sys.stderr,
                   flush=True)
@@ -149,8 +149,10 @@ def make_collector(config: Config, eval_env, threads: int) -> Collector | Batche
         # The collector counts the agent's steps: a time limit of `limit` env steps is limit / action_repeat of them.
         return Collector(envs, config.seed, -(-limit // config.action_repeat) if config.stagger_episodes else 0)
     if config.action_repeat > 1:
-        raise UserError(f"--action-repeat needs --vector-mode sync or async; {config.vector_mode} steps its envs "
-                        "one env step an action.")
+        playground = " (a playground/ task holds its actions with --env-kwargs action_repeat=N)" \
+            if config.vector_mode == "mjx" else ""
+        raise UserError(f"--action-repeat needs --vector-mode sync or async; {config.vector_mode} steps its envs one "
+                        f"env step an action{playground}.")
     if config.on_nonfinite == "drop":
         raise UserError(f"--on-nonfinite drop needs --vector-mode sync or async; with {config.vector_mode} a "
                         "non-finite observation or reward stops the run.")

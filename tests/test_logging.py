@@ -112,6 +112,10 @@ def test_plot_draws_seeds_as_one_curve_with_a_band(tiny, tmp_path):
 
     for seed in (1, 2):
         train(tiny(seed=seed, run_dir=str(tmp_path / f"s{seed}"), eval_every=100, total_steps=300))
+    # a run written before a field was added (its config.yaml without it) groups with one that has its default
+    config = tmp_path / "s2" / "config.yaml"
+    config.write_text(config.read_text().replace("action_repeat: 1\n", ""))
+    assert "action_repeat" not in config.read_text()
     groups = plot.group_runs([tmp_path / "s1", tmp_path / "s2"])
     assert len(groups) == 1 and len(groups[0][1]) == 2
     for method in ("iqm", "mean"):

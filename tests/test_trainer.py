@@ -197,8 +197,30 @@ def test_action_repeat_is_refused_where_it_cannot_hold(tiny):
 
 
 def test_staggered_first_episodes_with_action_repeat_end_within_the_time_limit_in_actions(tiny):
-    trainer = build_trainer(tiny(num_envs=16, stagger_episodes=True, action_repeat=4))
+    trainer = build_trainer(tiny(num_envs=16, stagger_episodes=True, action_repeat=3))
     trainer.collector.start()
-    cut = trainer.collector.cut
+    limit, cut = trainer.collector.stagger, trainer.collector.cut
     trainer.close()
-    assert 1 <= cut.min() and cut.max() <= 50 and cut.max() > 25  # Pendulum's 200 steps are 50 actions of 4
+    assert limit == 67  # Pendulum's 200 steps are 67 actions of 3, the last cut short
+    assert 1 <= cut.min() and cut.max() <= 67 and cut.max() > 33
+
+
+def test_a_policy_trained_with_action_repeat_holds_its_actions_in_evaluate_and_says_so(tiny, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    from pathwise import load_policy
+
+    train(tiny(total_steps=400, action_repeat=2, num_envs=2, vector_mode="async"))
+    run = tmp_path / "run"
+    assert load_policy(run).action_repeat == 2
+    out = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), str(run), "--episodes", "1", "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["lengths"] == [100]  # Pendulum's 200 env steps, an action every two
+    exported = subprocess.run([sys.executable, str(ROOT / "export.py"), str(run), "-o", str(tmp_path / "p.pt2")],
+                              capture_output=True, text=True, timeout=120)
+    assert exported.returncode == 0 and "holding each action for 2 env steps" in exported.stdout

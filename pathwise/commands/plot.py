@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from pathwise.config import from_dict, to_dict
+from pathwise.errors import UserError
 from pathwise.logger import TENSORBOARD_DIR, experiment_identity, read_scalars
 
 EVAL_RETURN = "eval/return_mean"
@@ -37,13 +39,22 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def _with_defaults(config: dict) -> dict:
+    """A run's config with the defaults of fields added since it ran, so that it groups with a newer run of the
+    same experiment; as written where it no longer reads as a config."""
+    try:
+        return to_dict(from_dict(config, "config.yaml"))
+    except UserError:
+        return config
+
+
 def read_run(run_dir: Path, metric: str = EVAL_RETURN) -> tuple[dict, np.ndarray, np.ndarray]:
     """(experiment config without the seed, steps, values of `metric`) of one run directory: the evaluation
     return and success rate from evaluations.csv, any other metric from the run's TensorBoard event files."""
     config_path, evals_path = run_dir / "config.yaml", run_dir / "evaluations.csv"
     if not config_path.is_file() or not evals_path.is_file():
         raise PlotError(f"{run_dir} is not a run directory (no config.yaml and evaluations.csv).")
-    experiment = _flatten(experiment_identity(yaml.safe_load(config_path.read_text()) or {}))
+    experiment = _flatten(experiment_identity(_with_defaults(yaml.safe_load(config_path.read_text()) or {})))
     if metric not in FROM_CSV:
         if not (run_dir / TENSORBOARD_DIR).is_dir():
             raise PlotError(f"{run_dir} has no TensorBoard files to read {metric} from (it ran with "
