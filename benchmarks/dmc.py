@@ -3,6 +3,7 @@
     python benchmarks/mujoco.py --agents se-catlinf-hl-wn-grise20-pa --steps 100000 --seeds 1 2 3 \\
         --envs dm_control/cartpole-swingup-v0 dm_control/walker-walk-v0 dm_control/cheetah-run-v0
     python benchmarks/dmc.py --agent se-catlinf-hl-wn-grise20-pa     # the table, and docs/dmc.png
+    python benchmarks/dmc.py --agent se-catlinf-hl-wn-grise20-pa se-catlinf-hl-wn-grise20-pa-ar2   # a table each
 
 Needs `pip install -e ".[dmc]"` (shimmy and dm-control, MuJoCo 4). Our runs count env steps: without an action
 repeat 100k env steps are 100k agent steps; with `--action-repeat 2` (the "-ar2" variants) 50k, as in the published
@@ -69,7 +70,7 @@ def table(agent: str, seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
-def figure(agent: str, seeds: list[int], output: Path) -> None:
+def figure(agents: list[str], seeds: list[int], output: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,11 +78,14 @@ def figure(agent: str, seeds: list[int], output: Path) -> None:
 
     fig, axes = plt.subplots(1, len(TASKS), figsize=(5 * len(TASKS), 4.2), squeeze=False)
     for ax, (t, task) in zip(axes[0], enumerate(TASKS)):
-        runs = curves(env_id(task), agent, seeds, STEPS)
-        if runs:
-            grid, mean, lower, upper = aggregate(runs)
-            ax.plot(grid, mean, color="C0", label=f"ours, {len(runs)} seed(s)")
-            ax.fill_between(grid, lower, upper, color="C0", alpha=0.2, linewidth=0)
+        for a, agent in enumerate(agents):
+            runs = curves(env_id(task), agent, seeds, STEPS)
+            if runs:
+                color = f"C{0 if a == 0 else len(PUBLISHED) + a}"
+                name = "ours" if len(agents) == 1 else agent
+                grid, mean, lower, upper = aggregate(runs)
+                ax.plot(grid, mean, color=color, label=f"{name}, {len(runs)} seed(s)")
+                ax.fill_between(grid, lower, upper, color=color, alpha=0.2, linewidth=0)
         for i, (method, cells) in enumerate(PUBLISHED.items()):
             value, se = cells[t]
             ax.errorbar([STEPS], [value], yerr=[se], fmt="osD"[i], color=f"C{i + 1}", capsize=3, label=method)
@@ -92,11 +96,13 @@ def figure(agent: str, seeds: list[int], output: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--agent", required=True, help="a variant of benchmarks/mujoco.py, run for 100k steps")
+    parser.add_argument("--agent", nargs="+", required=True,
+                        help="variants of benchmarks/mujoco.py, run for 100k steps (a table each, one figure)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "dmc.png")
     args = parser.parse_args()
-    print(table(args.agent, args.seeds))
+    for agent in args.agent:
+        print(f"{agent}:\n{table(agent, args.seeds)}\n")
     figure(args.agent, args.seeds, args.output)
     print(f"\nfinished runs of {STEPS:,} env steps, seeds {args.seeds}; curves in {args.output}")
 
