@@ -146,6 +146,11 @@ class Config:
     tensorboard: bool = setting(True, experiment=False, resumable=True)
     """Also write the metrics as TensorBoard event files in RUN_DIR/tensorboard (tensorboard --logdir runs)."""
 
+    @property
+    def env_steps_per_call(self) -> int:
+        """Env steps the trainer makes a call: an action of each of the num_envs envs, each held for action_repeat."""
+        return self.num_envs * self.action_repeat
+
     def __post_init__(self):
         if not isinstance(self.agent, tuple(AGENTS.values())):
             raise ValueError(f"agent must be one of the agents' sections ({', '.join(AGENTS)}), got {self.agent!r}.")

@@ -194,7 +194,7 @@ def expected_updates(config: Config, env_steps: int = 0) -> int:
     """The gradient updates a run will make from `env_steps` on: each action of all num_envs envs (action_repeat
     env steps each) is followed by updates_per_step updates, once learning_starts steps have passed."""
     steps = max(0, config.total_steps - max(config.learning_starts, env_steps))
-    return -(-steps // (config.num_envs * config.action_repeat)) * config.updates_per_step
+    return -(-steps // config.env_steps_per_call) * config.updates_per_step
 
 
 def try_env_kwargs(env, config: Config) -> None:

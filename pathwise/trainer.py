@@ -176,7 +176,8 @@ class Trainer:
 
     def _loop(self, progress: Progress) -> Path:
         """Train to total_steps, then the final evaluation and checkpoint; its path."""
-        cfg, n = self.config, self.steps_per_call
+        cfg = self.config
+        n = cfg.env_steps_per_call
         interval_start, interval_step = time.perf_counter(), self.env_steps
         while self.env_steps < cfg.total_steps:
             self.step()
@@ -211,7 +212,8 @@ class Trainer:
         On a CPU the updates come after the env step, on batches that may hold its transitions. On a GPU they are
         launched before it, on batches of the transitions before it, and the GPU runs them while the CPU steps
         the envs: the next action waits for them, so the policy acts as updated, and no step is stored later."""
-        cfg, n = self.config, self.steps_per_call
+        cfg = self.config
+        n = cfg.env_steps_per_call
         t0, updating = time.perf_counter(), 0.0  # the step's start; seconds of it spent updating
         if self.env_steps < cfg.learning_starts:
             action = self.collector.random_actions()
@@ -243,11 +245,6 @@ class Trainer:
         if not self.update_while_stepping and self._may_update(after):
             updating += self.update(after)
         self.metrics.time_env += time.perf_counter() - t0 - updating
-
-    @property
-    def steps_per_call(self) -> int:
-        """Env steps one call of `step` makes: an action of each sub-env, each held for action_repeat steps."""
-        return self.config.num_envs * self.config.action_repeat
 
     def _may_update(self, env_steps: int) -> bool:
         return env_steps > self.config.learning_starts and len(self.buffer) >= self.config.batch_size
