@@ -1,9 +1,12 @@
 """DeepMind Control at 100k env steps: a recipe's runs against the published MR.Q, SimbaV2 and TD-MPC2 numbers.
 
-    python benchmarks/mujoco.py --agents se-catlinf-hl-wn-grise20-pa --steps 100000 --seeds 1 2 3 \\
+    python benchmarks/mujoco.py --agents se-catlinf-hl-wn-grise20-pa-ar2 --steps 100000 --seeds 1 2 3 \\
         --envs dm_control/cartpole-swingup-v0 dm_control/walker-walk-v0 dm_control/cheetah-run-v0
-    python benchmarks/dmc.py --agent se-catlinf-hl-wn-grise20-pa     # the table, and docs/dmc.png
-    python benchmarks/dmc.py --agent se-catlinf-hl-wn-grise20-pa se-catlinf-hl-wn-grise20-pa-ar2   # a table each
+    python benchmarks/dmc.py --agent se-catlinf-hl-wn-grise20-pa-ar2     # the table, and docs/dmc.png
+    python benchmarks/dmc.py --agent se-catlinf-hl-wn-grise20-pa-ar2 se-catlinf-hl-wn-grise20-pa-ar1   # a table each
+
+The "-ar2" runs are the sample-efficient preset as `train.py --env dm_control/... --config sample-efficient` runs it
+(the dm_control/ tasks' preset holds each action for two env steps); "-ar1" the same without an action repeat.
 
 Needs `pip install -e ".[dmc]"` (shimmy and dm-control, MuJoCo 4). Our runs count env steps: without an action
 repeat 100k env steps are 100k agent steps; with `--action-repeat 2` (the "-ar2" variants) 50k, as in the published

@@ -58,6 +58,10 @@ CAT = ["--value-bins", "101"]
 # the categorical candidate: 101 bins, HL-Gauss targets (0.75 bins wide), weight-normalized critics, bins linear in
 # the value over a range that follows the rewards ("se-catlinf-hl-wn" below)
 CATLINF = [*SE, *CAT, "--value-smoothing", "0.75", "--weight-norm", "--value-linear", "--value-limit", "0"]
+# the sample-efficient preset: the above, its horizon rising from 0.99 to 0.995 over 20k env steps, the actor averaged
+# ("se-catlinf-hl-wn-grise20-pa" below)
+RECIPE = [*CATLINF, "--gamma", "0.995", "--gamma-start", "0.99", "--gamma-rise-steps", "20000", "--policy-average",
+          "0.002"]
 SAC_TEMP = ["--init-alpha", "1", "--target-entropy-per-dim", "-1"]
 VARIANTS = {"crossq-256": CROSSQ_256,
             # SBX's log-std (a clip of the head's output to [-20, 2]) and temperature loss (in log alpha)
@@ -197,15 +201,13 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             # the growing horizon reaching 0.995 by 20k env steps instead of 50k: out of Hopper's standing start
             # early, at the long horizon for most of the first 50k; the named preset sample-efficient now (Ant's
             # runs without contact forces, to compare with the published v4 numbers; tests/test_config.py checks)
-            "se-catlinf-hl-wn-grise20-pa": [*CATLINF, "--gamma", "0.995", "--gamma-start", "0.99",
-                                            "--gamma-rise-steps", "20000", "--policy-average", "0.002"],
-            "se-v4obs-catlinf-hl-wn-grise20-pa": [*CATLINF, "--gamma", "0.995", "--gamma-start", "0.99",
-                                                  "--gamma-rise-steps", "20000", "--policy-average", "0.002", *V4OBS],
-            # the same holding each action for two env steps (--action-repeat 2), as the DeepMind Control papers run:
-            # half the actions and updates in the same env steps
-            "se-catlinf-hl-wn-grise20-pa-ar2": [*CATLINF, "--gamma", "0.995", "--gamma-start", "0.99",
-                                                "--gamma-rise-steps", "20000", "--policy-average", "0.002",
-                                                "--action-repeat", "2"],
+            "se-catlinf-hl-wn-grise20-pa": RECIPE,
+            "se-v4obs-catlinf-hl-wn-grise20-pa": [*RECIPE, *V4OBS],
+            # on the dm_control/ tasks: without an action repeat (their preset holds each action for two env steps),
+            # and holding each for two (--action-repeat 2), as the DeepMind Control papers run: half the actions and
+            # updates in the same env steps
+            "se-catlinf-hl-wn-grise20-pa-ar1": [*RECIPE, "--action-repeat", "1"],
+            "se-catlinf-hl-wn-grise20-pa-ar2": [*RECIPE, "--action-repeat", "2"],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}

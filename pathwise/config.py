@@ -48,9 +48,9 @@ class Config:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for gymnasium.make, e.g. ctrl_cost_weight=0.05 (flags: key=value ...; YAML: a mapping)."""
     action_repeat: int = 1
-    """Env steps each action is held for, their rewards summed (DeepMind Control papers hold each for 2). The step
-    counts (total_steps, learning_starts, eval_every, ...) count env steps: the agent acts and stores a transition,
-    and updates_per_step updates follow, once every action_repeat of them."""
+    """Env steps each action is held for, their rewards summed (2 in the dm_control/ tasks' preset, as their papers
+    run them). The step counts (total_steps, learning_starts, eval_every, ...) count env steps: the agent acts and
+    stores a transition, and updates_per_step updates follow, once every action_repeat of them."""
     agent: AgentConfig = field(default_factory=SACConfig, metadata={"experiment": True, "resumable": False})
     """The agent: sac, td3, tqc or crossq; its hyperparameters are the flags of its section (its name, in YAML)."""
     seed: int = setting(1, experiment=False)
@@ -453,8 +453,10 @@ def merge(base: dict, override: dict) -> dict:
 
 
 def preset_paths(env_id: str, agent: str) -> list[Path]:
-    """The presets that exist for this env and agent: the env's own, then the agent's for that env."""
-    return [p for p in (CONFIG_DIR / f"{env_id}.yaml", CONFIG_DIR / agent / f"{env_id}.yaml") if p.is_file()]
+    """The presets that exist for this env and agent: its family's (configs/dm_control.yaml for the dm_control/
+    tasks), the env's own, then the agent's for that env."""
+    family = [CONFIG_DIR / f"{env_id.split('/')[0]}.yaml"] if "/" in env_id else []
+    return [p for p in (*family, CONFIG_DIR / f"{env_id}.yaml", CONFIG_DIR / agent / f"{env_id}.yaml") if p.is_file()]
 
 
 def named_presets() -> list[str]:

@@ -189,6 +189,23 @@ def test_named_preset_is_the_run_its_benchmark_measured(env):
     assert v4obs.env_kwargs == {"include_cfrc_ext_in_observation": False}
 
 
+def test_the_dm_control_tasks_preset_holds_each_action_for_two_env_steps_as_their_runs_measured():
+    """configs/dm_control.yaml is every dm_control/ task's: docs/benchmarks.md's DeepMind Control rows are the
+    sample-efficient preset's runs with it (benchmarks/mujoco.py's -ar2) and without it (-ar1)."""
+    variants = benchmark_variants()
+    for task in ("cartpole-swingup", "walker-walk", "cheetah-run", "reacher-easy"):
+        env = ["--env", f"dm_control/{task}-v0", "--total-steps", "100000"]
+        preset, _, _ = parse_args([*env, "--config", "sample-efficient"])
+        assert preset.action_repeat == 2 and preset.agent.value_bins == 101
+        assert preset == parse_args([*env, *variants["se-catlinf-hl-wn-grise20-pa-ar2"]])[0]
+        without = parse_args([*env, *variants["se-catlinf-hl-wn-grise20-pa-ar1"]])[0]
+        assert dataclasses.replace(without, action_repeat=2) == preset and without.action_repeat == 1
+        assert resolve({"env": f"dm_control/{task}-v0"}).action_repeat == 2
+    assert preset_paths("dm_control/walker-walk-v0", "sac")[0].name == "dm_control.yaml"
+    assert "docs/benchmarks.md" in preset_paths("dm_control/walker-walk-v0", "sac")[0].read_text()
+    assert resolve({"env": "Walker2d-v5"}).action_repeat == 1 and not preset_paths("playground/CartpoleBalance", "sac")
+
+
 @pytest.mark.parametrize("env, act_dim", [("Hopper-v5", 3), ("HalfCheetah-v5", 6)])
 def test_screened_base_is_the_preset_the_first_runs_measured(env, act_dim):
     """The se-* variants change one thing in the preset as it was before the 100k recipe (benchmarks/mujoco.py's
