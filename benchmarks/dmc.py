@@ -79,20 +79,21 @@ def figure(agents: list[str], seeds: list[int], output: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(TASKS), figsize=(5 * len(TASKS), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(TASKS), figsize=(5 * len(TASKS), 4.8), squeeze=False)
     for ax, (t, task) in zip(axes[0], enumerate(TASKS)):
+        counts = []  # each variant's seeds on this task, in the panel's title
         for a, agent in enumerate(agents):
             runs = curves(env_id(task), agent, seeds, STEPS)
+            counts.append(str(len(runs)))
             if runs:
                 color = f"C{0 if a == 0 else len(PUBLISHED) + a}"
-                name = "ours" if len(agents) == 1 else agent
                 grid, mean, lower, upper = aggregate(runs)
-                ax.plot(grid, mean, color=color, label=f"{name}, {len(runs)} seed(s)")
+                ax.plot(grid, mean, color=color, label="ours" if len(agents) == 1 else agent)
                 ax.fill_between(grid, lower, upper, color=color, alpha=0.2, linewidth=0)
         for i, (method, cells) in enumerate(PUBLISHED.items()):
             value, se = cells[t]
             ax.errorbar([STEPS], [value], yerr=[se], fmt="osD"[i], color=f"C{i + 1}", capsize=3, label=method)
-        ax.set(title=task, xlabel="env steps", ylim=(0, 1000))
+        ax.set(title=f"{task} ({' / '.join(counts)} seeds)", xlabel="env steps", ylim=(0, 1000))
         ax.grid(alpha=0.3)
     finish(fig, axes, output, columns=4)
 
