@@ -2,8 +2,9 @@
 and overrides.
 
 Layers, each overriding the one before: the defaults (below, and the agent's section in the agent's own file),
-the env's preset `configs/<EnvId>.yaml`, the agent's preset for that env `configs/<agent>/<EnvId>.yaml`, a
-`--config FILE`, and the flags. In YAML (and in a run's config.yaml) the agent is `agent: NAME` and its
+the env family's preset (`configs/dm_control.yaml` for the dm_control/ tasks), the env's preset
+`configs/<EnvId>.yaml`, the agent's preset for that env `configs/<agent>/<EnvId>.yaml`, a `--config FILE`, and the
+flags. In YAML (and in a run's config.yaml) the agent is `agent: NAME` and its
 hyperparameters are the section `NAME:`.
 """
 
@@ -177,7 +178,8 @@ class Config:
         if self.her and self.action_repeat > 1:
             raise ValueError("her recomputes a relabelled transition's reward from one env step, and with "
                              f"action_repeat {self.action_repeat} each stored reward sums {self.action_repeat} env "
-                             "steps; use one or the other.")
+                             "steps; use one or the other (--action-repeat 1: the dm_control/ tasks' preset holds "
+                             "each action for 2).")
         if self.batch_size > self.buffer_size:
             raise ValueError(f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size}).")
         if re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is None:
@@ -452,11 +454,16 @@ def merge(base: dict, override: dict) -> dict:
     return out
 
 
-def preset_paths(env_id: str, agent: str) -> list[Path]:
-    """The presets that exist for this env and agent: its family's (configs/dm_control.yaml for the dm_control/
-    tasks), the env's own, then the agent's for that env."""
+def env_presets(env_id: str) -> list[Path]:
+    """The presets that exist for this env, for every agent: its family's (configs/dm_control.yaml for the
+    dm_control/ tasks), then its own."""
     family = [CONFIG_DIR / f"{env_id.split('/')[0]}.yaml"] if "/" in env_id else []
-    return [p for p in (*family, CONFIG_DIR / f"{env_id}.yaml", CONFIG_DIR / agent / f"{env_id}.yaml") if p.is_file()]
+    return [p for p in (*family, CONFIG_DIR / f"{env_id}.yaml") if p.is_file()]
+
+
+def preset_paths(env_id: str, agent: str) -> list[Path]:
+    """The presets that exist for this env and agent: the env's (env_presets), then the agent's for that env."""
+    return [*env_presets(env_id), *[p for p in (CONFIG_DIR / agent / f"{env_id}.yaml",) if p.is_file()]]
 
 
 def named_presets() -> list[str]:
@@ -481,12 +488,13 @@ def layered(overrides: dict, config_file: str | None = None) -> tuple[str, dict]
         config_file = str(config_path(config_file))
     user = load_yaml(config_file) if config_file else {}
     env_id = overrides.get("env") or user.get("env") or Config.env
-    # The agent: the flag's, the config file's, the env preset's (the agent its settings were measured with), or SAC.
-    env_preset = CONFIG_DIR / f"{env_id}.yaml"
-    preset = load_yaml(env_preset) if env_preset.is_file() else {}
-    name = overrides.get("agent") or user.get("agent") or preset.get("agent") or DEFAULT_AGENT
+    # The agent: the flag's, the config file's, the env presets' (the agent their settings were measured with; the
+    # env's own over its family's), or SAC.
+    named = [(data["agent"], str(path)) for path in env_presets(env_id) if (data := load_yaml(path)).get("agent")]
+    preset_agent, preset_source = named[-1] if named else (None, "")
+    name = overrides.get("agent") or user.get("agent") or preset_agent or DEFAULT_AGENT
     source = ("the command line" if overrides.get("agent") else str(config_file) if user.get("agent")
-              else str(env_preset))
+              else preset_source)
     name = agent_name({"agent": name}, source)
     layers = [(load_yaml(path), str(path)) for path in preset_paths(env_id, name)]
     if config_file:

@@ -151,8 +151,9 @@ def make_collector(config: Config, eval_env, threads: int) -> Collector | Batche
     if config.action_repeat > 1:
         playground = " (a playground/ task holds its actions with --env-kwargs action_repeat=N)" \
             if config.vector_mode == "mjx" else ""
-        raise UserError(f"--action-repeat needs --vector-mode sync or async; {config.vector_mode} steps its envs one "
-                        f"env step an action{playground}.")
+        raise UserError(f"--action-repeat {config.action_repeat} needs --vector-mode sync or async; "
+                        f"{config.vector_mode} steps its envs one env step an action{playground} (--action-repeat 1 "
+                        "acts at every env step; the dm_control/ tasks' preset holds each action for 2).")
     if config.on_nonfinite == "drop":
         raise UserError(f"--on-nonfinite drop needs --vector-mode sync or async; with {config.vector_mode} a "
                         "non-finite observation or reward stops the run.")

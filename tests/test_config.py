@@ -113,6 +113,22 @@ def test_an_env_preset_may_name_its_agent_and_a_flag_or_config_file_still_wins(t
     assert type(resolve({"env": "FetchReach-v4"}).agent).__name__ == "SACConfig"  # its preset names none
 
 
+def test_a_family_preset_lies_under_the_env_own_and_may_name_the_agent(tmp_path, monkeypatch):
+    import pathwise.config as config_module
+
+    (tmp_path / "fam").mkdir()
+    (tmp_path / "fam.yaml").write_text("agent: tqc\naction_repeat: 3\ntotal_steps: 5000\n")
+    (tmp_path / "fam" / "own-v0.yaml").write_text("action_repeat: 4\n")
+    (tmp_path / "fam" / "sac-v0.yaml").write_text("agent: sac\n")
+    monkeypatch.setattr(config_module, "CONFIG_DIR", tmp_path)
+    config = resolve({"env": "fam/own-v0"})
+    assert type(config.agent).__name__ == "TQCConfig"
+    assert (config.action_repeat, config.total_steps) == (4, 5000)  # the env's own preset over its family's
+    assert type(resolve({"env": "fam/sac-v0"}).agent).__name__ == "SACConfig"  # the env's own agent wins
+    assert type(resolve({"env": "fam/own-v0", "agent": "crossq"}).agent).__name__ == "CrossQConfig"
+    assert resolve({"env": "other/own-v0"}).action_repeat == 1
+
+
 def test_env_kwargs_from_flags_and_yaml_and_their_mistakes(tmp_path):
     config, _, _ = parse_args(["--env", "HalfCheetah-v5", "--env-kwargs", "ctrl_cost_weight=0.05",
                                "reset_noise_scale=0"])

@@ -192,7 +192,7 @@ def test_action_repeat_is_refused_where_it_cannot_hold(tiny):
         tiny(action_repeat=0)
     with pytest.raises(ValueError, match="her recomputes .* one or the other"):
         tiny(env="PointGoal-v0", her=True, action_repeat=2)
-    with pytest.raises(UserError, match="--action-repeat needs --vector-mode sync or async"):
+    with pytest.raises(UserError, match="--action-repeat 2 needs --vector-mode sync or async; torch .* 1 acts"):
         build_trainer(tiny(vector_mode="torch", action_repeat=2))
 
 

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             envs = f"{config.num_envs} {config.vector_mode} envs, " if config.num_envs > 1 else ""
             envs += "staggered episodes, " if config.stagger_episodes else ""
-            envs += f"each action held for {config.action_repeat}, " if config.action_repeat > 1 else ""
+            envs += f"each action held for {config.action_repeat} env steps, " if config.action_repeat > 1 else ""
             summary = train(config, announce=lambda: print(
                 f"Training {config.agent.name.upper()} on {config.env} for {config.total_steps:,} env steps "
                 f"({envs}seed {config.seed}).", flush=True))
