@@ -2,7 +2,7 @@
 
     python benchmarks/mujoco.py --agents se-catlinf-hl-wn-grise20-pa-ar2 --steps 100000 --seeds 1 2 3 \\
         --envs dm_control/cartpole-swingup-v0 dm_control/walker-walk-v0 dm_control/cheetah-run-v0
-    python benchmarks/dmc.py --agent se-catlinf-hl-wn-grise20-pa-ar2     # the table, and docs/dmc.png
+    python benchmarks/dmc.py     # the preset's table (se-catlinf-hl-wn-grise20-pa-ar2), and docs/dmc.png
     python benchmarks/dmc.py --agent se-catlinf-hl-wn-grise20-pa-ar2 se-catlinf-hl-wn-grise20-pa-ar1   # a table each
 
 The "-ar2" runs are the sample-efficient preset as `train.py --env dm_control/... --config sample-efficient` runs it
@@ -100,8 +100,9 @@ def figure(agents: list[str], seeds: list[int], output: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--agent", nargs="+", required=True,
-                        help="variants of benchmarks/mujoco.py, run for 100k steps (a table each, one figure)")
+    parser.add_argument("--agent", nargs="+", default=["se-catlinf-hl-wn-grise20-pa-ar2"],
+                        help="variants of benchmarks/mujoco.py, run for 100k steps (a table each, one figure); by "
+                             "default the sample-efficient preset's")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "dmc.png")
     args = parser.parse_args()
