@@ -463,7 +463,8 @@ def env_presets(env_id: str) -> list[Path]:
 
 def preset_paths(env_id: str, agent: str) -> list[Path]:
     """The presets that exist for this env and agent: the env's (env_presets), then the agent's for that env."""
-    return [*env_presets(env_id), *[p for p in (CONFIG_DIR / agent / f"{env_id}.yaml",) if p.is_file()]]
+    agent_preset = CONFIG_DIR / agent / f"{env_id}.yaml"
+    return [*env_presets(env_id), *([agent_preset] if agent_preset.is_file() else [])]
 
 
 def named_presets() -> list[str]:
