@@ -71,3 +71,14 @@ def test_log_lines_one_per_step_and_an_eta_only_from_the_learning_phase(tmp_path
     assert steps == ["100", "200", "300", "400", "500"], lines  # evaluations at 200 and 400 are in their line
     assert "ETA estimating" in lines[0] and "ETA estimating" in lines[1]  # random actions: no honest ETA yet
     assert "ETA estimating" not in lines[2] and "eval " in lines[1] and "eval " in lines[3]
+
+
+def test_the_headline_names_what_shapes_the_env_steps():
+    from pathwise.commands.train import headline
+    from pathwise.config import resolve
+    assert headline(resolve({"env": "Pendulum-v1"})) == "Training SAC on Pendulum-v1 for 20,000 env steps (seed 1)."
+    shaped = headline(resolve({"env": "Pendulum-v1", "num_envs": 2, "vector_mode": "sync", "action_repeat": 3,
+                               "seed": 5}))
+    assert shaped.endswith("(2 sync envs, each action held for 3 env steps, seed 5).")
+    goals = headline(resolve({"env": "PointGoal-v0", "her": True, "her_relabels": 2}))
+    assert "(hindsight relabelling with 2 future goals a transition, seed 1)." in goals

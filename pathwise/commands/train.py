@@ -9,10 +9,20 @@
 import sys
 
 from pathwise.cli import parse_args
-from pathwise.config import to_yaml
+from pathwise.config import Config, to_yaml
 from pathwise.errors import UserError
 from pathwise.run import resume, resume_config, train
 from pathwise.trainer import Interrupted
+
+
+def headline(config: Config) -> str:
+    """The line a new run prints before it trains: agent, env, length and what shapes its steps."""
+    notes = f"{config.num_envs} {config.vector_mode} envs, " if config.num_envs > 1 else ""
+    notes += "staggered episodes, " if config.stagger_episodes else ""
+    notes += f"each action held for {config.action_repeat} env steps, " if config.action_repeat > 1 else ""
+    notes += f"hindsight relabelling with {config.her_relabels} future goals a transition, " if config.her else ""
+    return (f"Training {config.agent.name.upper()} on {config.env} for {config.total_steps:,} env steps "
+            f"({notes}seed {config.seed}).")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,12 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         if config is None:
             summary = resume(args.resume, flags, announce=lambda: print(f"Resuming {args.resume}.", flush=True))
         else:
-            envs = f"{config.num_envs} {config.vector_mode} envs, " if config.num_envs > 1 else ""
-            envs += "staggered episodes, " if config.stagger_episodes else ""
-            envs += f"each action held for {config.action_repeat} env steps, " if config.action_repeat > 1 else ""
-            summary = train(config, announce=lambda: print(
-                f"Training {config.agent.name.upper()} on {config.env} for {config.total_steps:,} env steps "
-                f"({envs}seed {config.seed}).", flush=True))
+            summary = train(config, announce=lambda: print(headline(config), flush=True))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
