@@ -19,11 +19,12 @@ wall_seconds.txt); a finished run is not run again. Prints a Markdown table for 
 import argparse
 import csv
 import shutil
+import signal
 import statistics
 import sys
 from pathlib import Path
 
-from mujoco import finished, timed_run  # benchmarks/mujoco.py
+from mujoco import STOPPED, finished, stop_runs, timed_run  # benchmarks/mujoco.py
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "goals"
@@ -154,11 +155,14 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="only print the table of the finished runs")
     args = parser.parse_args()
     if not args.report:
+        signal.signal(signal.SIGTERM, stop_runs)
         # seed by seed, the agents alternating: runs compared share the machine's load alike
         for seed in args.seeds:
             for env_id in args.envs:
                 for agent in args.agents:
                     print(run(env_id, agent, seed, args), flush=True)
+        if STOPPED.is_set():
+            sys.exit("Stopped by SIGTERM: the finished runs are kept, the others run again with the same command.")
     report(args)
 
 

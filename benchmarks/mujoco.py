@@ -22,9 +22,11 @@ import argparse
 import csv
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -304,14 +306,35 @@ def run(env_id: str, agent: str, seed: int, args) -> str:
     return timed_run(f"{env_id} {agent} s{seed}", cmd, path, xla, ours=agent not in PEERS)
 
 
+RUNNING: set[subprocess.Popen] = set()  # the runs under way, for stop_runs
+STOPPED = threading.Event()
+
+
+def stop_runs(*_signal) -> None:
+    """SIGTERM's handler: pass the signal on to the runs under way (each stops as train.py does) and start no more,
+    so that no run is left training with nobody to collect it."""
+    STOPPED.set()
+    for proc in list(RUNNING):
+        proc.terminate()
+
+
 def timed_run(label: str, cmd: list[str], path: Path, env: dict, ours: bool) -> str:
     """Run `cmd` in `path` (its output to log.txt) and write its whole wall time to wall_seconds.txt; `ours`: a
     train.py run, whose evaluations.csv is copied up from its run directory."""
+    if STOPPED.is_set():
+        return f"{label}: not started (stopped)"
     start = time.perf_counter()
-    with open(path / "log.txt", "w") as log:
-        result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=path, env={**os.environ, **env})
+    with open(path / "log.txt", "w") as log, subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, cwd=path, env={**os.environ, **env}) as proc:
+        RUNNING.add(proc)
+        if STOPPED.is_set():  # stopped while it started
+            proc.terminate()
+        returncode = proc.wait()
+        RUNNING.discard(proc)
     wall = time.perf_counter() - start
-    if result.returncode != 0:
+    if STOPPED.is_set():
+        return f"{label}: STOPPED (SIGTERM; rerun the same command to run it again)"
+    if returncode != 0:
         return f"{label}: FAILED (see {path / 'log.txt'})"
     if ours:
         shutil.copy(path / "run" / "evaluations.csv", path / "evaluations.csv")
@@ -395,11 +418,14 @@ def main() -> None:
                      "VARIANTS, the agents " + ", ".join(AGENTS) + ", the peers " + ", ".join(PEERS))
     failed = 0
     if not args.report:
+        signal.signal(signal.SIGTERM, stop_runs)
         jobs = [(e, a, s) for s in args.seeds for e in args.envs for a in args.agents]
         with ThreadPoolExecutor(args.parallel) as pool:
             for line in pool.map(lambda job: run(*job, args), jobs):
                 print(line, flush=True)
                 failed += "FAILED" in line
+        if STOPPED.is_set():
+            sys.exit("Stopped by SIGTERM: the finished runs are kept, the others run again with the same command.")
     report(args)
     if failed:
         sys.exit(f"{failed} of the runs failed: their log.txt says why")

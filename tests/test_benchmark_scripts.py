@@ -60,3 +60,24 @@ def test_the_dmc_table_says_which_tasks_stand_within_one_standard_error_of_mr_q(
     assert rows["cartpole-swingup"].endswith("| -3 | yes |")  # 3 under, the standard errors combined about 10
     assert rows["walker-walk"].endswith("| -181 | no |")
     assert rows["cheetah-run"].startswith("| cheetah-run | 0 | - |")
+
+
+def test_a_stopped_benchmark_stops_its_runs_and_starts_no_more(monkeypatch, tmp_path):
+    import threading
+    import time
+
+    bench = benchmarks("mujoco", monkeypatch)[0]
+    sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
+    lines = []
+    worker = threading.Thread(target=lambda: lines.append(bench.timed_run("a run", sleeper, tmp_path, {}, False)))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not bench.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (proc,) = bench.RUNNING
+    bench.stop_runs()  # what SIGTERM calls
+    worker.join(timeout=60)
+    assert not worker.is_alive() and proc.poll() is not None  # the run was stopped, not left behind
+    assert lines == ["a run: STOPPED (SIGTERM; rerun the same command to run it again)"]
+    assert bench.timed_run("the next", sleeper, tmp_path, {}, False) == "the next: not started (stopped)"
+    assert not bench.RUNNING and not (tmp_path / "wall_seconds.txt").exists()
