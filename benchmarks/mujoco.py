@@ -332,10 +332,9 @@ def timed_run(label: str, cmd: list[str], path: Path, env: dict, ours: bool) -> 
         returncode = proc.wait()
         RUNNING.discard(proc)
     wall = time.perf_counter() - start
-    if STOPPED.is_set():
-        return f"{label}: STOPPED (SIGTERM; rerun the same command to run it again)"
     if returncode != 0:
-        return f"{label}: FAILED (see {path / 'log.txt'})"
+        return (f"{label}: STOPPED (SIGTERM; rerun the same command to run it again)" if STOPPED.is_set() else
+                f"{label}: FAILED (see {path / 'log.txt'})")
     if ours:
         shutil.copy(path / "run" / "evaluations.csv", path / "evaluations.csv")
         if (path / "run" / "averaged.csv").is_file():  # benchmarks/policy_average.py's
