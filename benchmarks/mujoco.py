@@ -210,6 +210,13 @@ VARIANTS = {"crossq-256": CROSSQ_256,
             # updates in the same env steps
             "se-catlinf-hl-wn-grise20-pa-ar1": [*RECIPE, "--action-repeat", "1"],
             "se-catlinf-hl-wn-grise20-pa-ar2": [*RECIPE, "--action-repeat", "2"],
+            # screens on the dm_control/ tasks: the schedules twice as long in env steps (the learning rates falling
+            # over 100k, the discount rising over 40k: with the repeat, the MuJoCo recipe's schedules in actions), and
+            # the discount held at 0.99, the published DeepMind Control runs' (no rise)
+            "se-catlinf-hl-wn-grise20-pa-ar2-sched2": [*RECIPE, "--action-repeat", "2", "--lr-decay-steps", "100000",
+                                                       "--gamma-rise-steps", "40000"],
+            "se-catlinf-hl-wn-grise20-pa-ar2-g99": [*RECIPE, "--action-repeat", "2", "--gamma", "0.99",
+                                                    "--gamma-start", "0"],
             # 5k random steps instead of the preset's 10k, for SAC and for TQC (SAC with a distributional critic)
             "sac-5k": ["--agent", "sac", "--learning-starts", "5000"],
             "tqc-5k": ["--agent", "tqc", "--learning-starts", "5000"]}
