@@ -24,7 +24,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from mujoco import STOPPED, finished, stop_runs, timed_run  # benchmarks/mujoco.py
+from mujoco import exit_if_stopped, finished, stop_runs, timed_run  # benchmarks/mujoco.py
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "goals"
@@ -161,8 +161,7 @@ def main() -> None:
             for env_id in args.envs:
                 for agent in args.agents:
                     print(run(env_id, agent, seed, args), flush=True)
-        if STOPPED.is_set():
-            sys.exit("Stopped by SIGTERM: the finished runs are kept, the others run again with the same command.")
+        exit_if_stopped()
     report(args)
 
 

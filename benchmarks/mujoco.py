@@ -325,6 +325,12 @@ def stop_runs(*_signal) -> None:
         proc.terminate()
 
 
+def exit_if_stopped() -> None:
+    """After a benchmark's runs: stopped by SIGTERM, it ends in one sentence instead of reporting."""
+    if STOPPED.is_set():
+        sys.exit("Stopped by SIGTERM: the finished runs are kept, the others run again with the same command.")
+
+
 def timed_run(label: str, cmd: list[str], path: Path, env: dict, ours: bool) -> str:
     """Run `cmd` in `path` (its output to log.txt) and write its whole wall time to wall_seconds.txt; `ours`: a
     train.py run, whose evaluations.csv is copied up from its run directory."""
@@ -430,8 +436,7 @@ def main() -> None:
             for line in pool.map(lambda job: run(*job, args), jobs):
                 print(line, flush=True)
                 failed += "FAILED" in line
-        if STOPPED.is_set():
-            sys.exit("Stopped by SIGTERM: the finished runs are kept, the others run again with the same command.")
+        exit_if_stopped()
     report(args)
     if failed:
         sys.exit(f"{failed} of the runs failed: their log.txt says why")
